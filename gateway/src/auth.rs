@@ -1,0 +1,157 @@
+//! Virtual keys: hashing, generation, and the lookup from a request's key to its [`Principal`].
+//!
+//! Keys are kept only as SHA-256 digests; the raw key exists in memory only while a request is checked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+
+use crate::config::{AllowedModels, KeyConfig};
+use crate::error::GatewayError;
+
+/// Prefix of keys made by `tollgate keys new`, so leaked keys are recognisable by secret scanners.
+pub const KEY_PREFIX: &str = "tg-";
+
+/// SHA-256 of a virtual key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    #[must_use]
+    pub fn of(raw_key: &str) -> Self {
+        Self(Sha256::digest(raw_key.as_bytes()).into())
+    }
+
+    /// Parses 64 hex characters (either case); `None` for anything else.
+    #[must_use]
+    pub fn from_hex(hex_digest: &str) -> Option<Self> {
+        let bytes = hex::decode(hex_digest.trim()).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyHash({})", self.to_hex())
+    }
+}
+
+/// A fresh random virtual key (`tg-` + 40 alphanumerics, ~238 bits) and its hash.
+#[must_use]
+pub fn generate_key() -> (String, KeyHash) {
+    let key = format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+    let hash = KeyHash::of(&key);
+    (key, hash)
+}
+
+/// Who is calling: resolved from a virtual key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The key's configured name; recorded on events in place of the key.
+    pub key_id: String,
+    pub tenant: String,
+    pub team: String,
+    pub models: AllowedModels,
+}
+
+/// Virtual keys by hash.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    by_hash: HashMap<KeyHash, Arc<Principal>>,
+}
+
+impl KeyStore {
+    #[must_use]
+    pub fn new(keys: &[KeyConfig]) -> Self {
+        let by_hash = keys
+            .iter()
+            .map(|k| {
+                let principal =
+                    Principal { key_id: k.name.clone(), tenant: k.tenant.clone(), team: k.team.clone(), models: k.models.clone() };
+                (k.hash, Arc::new(principal))
+            })
+            .collect();
+        Self { by_hash }
+    }
+
+    /// Resolves the key sent as `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
+    ///
+    /// # Errors
+    /// [`GatewayError::MissingApiKey`] when neither header carries a key, [`GatewayError::InvalidApiKey`] when
+    /// the key is unknown.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let key = bearer
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(GatewayError::MissingApiKey)?;
+        self.by_hash.get(&KeyHash::of(key)).cloned().ok_or(GatewayError::InvalidApiKey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(raw: &str) -> KeyStore {
+        KeyStore::new(&[KeyConfig {
+            name: "ci".into(),
+            tenant: "acme".into(),
+            team: "search".into(),
+            hash: KeyHash::of(raw),
+            models: AllowedModels::All,
+        }])
+    }
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn generated_keys_are_unique_prefixed_and_hash_to_their_digest() {
+        let (a, ha) = generate_key();
+        let (b, _) = generate_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == 43);
+        assert_eq!(KeyHash::from_hex(&ha.to_hex()), Some(ha));
+        assert_eq!(KeyHash::of(&a), ha);
+    }
+
+    #[test]
+    fn known_sha256_vector() {
+        // sha256("abc") from FIPS 180-2.
+        assert_eq!(
+            KeyHash::of("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(KeyHash::from_hex("abc"), None);
+    }
+
+    #[test]
+    fn resolves_bearer_and_x_api_key_and_refuses_others() {
+        let store = store_with("tg-secret");
+        let p = store.authenticate(&headers("authorization", "Bearer tg-secret")).unwrap();
+        assert_eq!((p.tenant.as_str(), p.team.as_str(), p.key_id.as_str()), ("acme", "search", "ci"));
+        assert!(store.authenticate(&headers("x-api-key", "tg-secret")).is_ok());
+        assert!(matches!(store.authenticate(&HeaderMap::new()), Err(GatewayError::MissingApiKey)));
+        assert!(matches!(store.authenticate(&headers("authorization", "Bearer ")), Err(GatewayError::MissingApiKey)));
+        assert!(matches!(
+            store.authenticate(&headers("authorization", "Bearer tg-wrong")),
+            Err(GatewayError::InvalidApiKey)
+        ));
+    }
+}

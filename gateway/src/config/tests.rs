@@ -1,0 +1,159 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "${TOLLGATE_LISTEN:-127.0.0.1:8080}"
+
+[providers.openai]
+kind = "openai"
+base_url = "${OPENAI_BASE_URL:-https://api.openai.com/v1}"
+api_keys = ["${OPENAI_API_KEY}", "sk-second"]
+
+[providers.local]
+kind = "ollama"
+
+[models."gpt-4o-mini"]
+deployments = [{ provider = "openai", model = "gpt-4o-mini" }, { provider = "local", model = "llama3" }]
+
+[keys.default]
+tenant = "acme"
+key_env = "TOLLGATE_API_KEY"
+models = ["*"]
+
+[keys.ci]
+sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+models = ["gpt-4o-mini"]
+"#;
+
+#[test]
+fn loads_a_good_config_with_defaults_and_interpolation() {
+    let env = env_of(&[("OPENAI_API_KEY", "sk-first"), ("TOLLGATE_API_KEY", "tg-raw")]);
+    let c = Config::from_toml(GOOD, &env).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    let openai = c.providers.iter().find(|p| p.name == "openai").unwrap();
+    assert_eq!(openai.api_keys.iter().map(Secret::expose).collect::<Vec<_>>(), ["sk-first", "sk-second"]);
+    assert_eq!(openai.base_url.as_str(), "https://api.openai.com/v1");
+    let local = c.providers.iter().find(|p| p.name == "local").unwrap();
+    assert_eq!(local.base_url.as_str(), "http://127.0.0.1:11434/v1");
+    assert!(local.api_keys.is_empty());
+    let default = c.keys.iter().find(|k| k.name == "default").unwrap();
+    assert_eq!(default.hash, KeyHash::of("tg-raw"));
+    assert_eq!(default.tenant, "acme");
+    assert_eq!(default.team, "default");
+    let ci = c.keys.iter().find(|k| k.name == "ci").unwrap();
+    assert_eq!(ci.hash, KeyHash::of("abc"));
+    assert!(ci.models.allows("gpt-4o-mini") && !ci.models.allows("other"));
+    assert_eq!(c.models[0].deployments.len(), 2);
+
+    let moved = env_of(&[
+        ("OPENAI_API_KEY", "sk-first"),
+        ("TOLLGATE_API_KEY", "tg-raw"),
+        ("TOLLGATE_LISTEN", "0.0.0.0:9000"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:1234/v1/"),
+    ]);
+    let c = Config::from_toml(GOOD, &moved).unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+    let openai = c.providers.iter().find(|p| p.name == "openai").unwrap();
+    assert_eq!(openai.base_url.as_str(), "http://127.0.0.1:1234/v1");
+}
+
+#[test]
+fn lists_every_problem_with_its_path_at_once() {
+    let bad = r#"
+[server]
+listen = "not-an-address"
+max_body_bytes = 0
+colour = "blue"
+
+[providers.a]
+kind = "openai"
+
+[providers.b]
+kind = "nonsense"
+
+[providers.c]
+kind = "openai-compatible"
+api_keys = [""]
+
+[models.m]
+deployments = [{ provider = "missing", model = "x" }]
+
+[models.empty]
+deployments = []
+
+[keys.k1]
+sha256 = "zz"
+models = ["*"]
+
+[keys.k2]
+key_env = "UNSET_VAR"
+models = ["nope"]
+
+[keys.k3]
+models = ["*"]
+
+[extra]
+"#;
+    let err = Config::from_toml(bad, &env_of(&[])).unwrap_err();
+    let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+    for expected in [
+        "extra",
+        "server",
+        "providers.a.api_keys",
+        "providers.b.kind",
+        "providers.c.base_url",
+        "providers.c.api_keys",
+        "models.m.deployments[0].provider",
+        "models.empty.deployments",
+        "keys.k1.sha256",
+        "keys.k2.key_env",
+        "keys.k2.models[0]",
+        "keys.k3",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+    }
+    let text = err.to_string();
+    assert!(text.contains("providers.b.kind: unknown kind \"nonsense\""), "{text}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let env = env_of(&[("OPENAI_API_KEY", "sk-very-secret"), ("TOLLGATE_API_KEY", "tg-raw-secret")]);
+    let c = Config::from_toml(GOOD, &env).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("sk-very-secret") && !debug.contains("tg-raw-secret"), "{debug}");
+    // A secret in a bad field is not echoed either.
+    let bad = GOOD.replace("max_body_bytes", "x").replace("[server]", "[server]\nmax_body_bytes = \"${OPENAI_API_KEY}\"");
+    let err = Config::from_toml(&bad, &env).unwrap_err().to_string();
+    assert!(!err.contains("sk-very-secret"), "{err}");
+}
+
+#[test]
+fn unset_variable_is_reported_with_its_path() {
+    let err = Config::from_toml(GOOD, &env_of(&[("TOLLGATE_API_KEY", "x")])).unwrap_err();
+    assert!(err
+        .issues
+        .iter()
+        .any(|i| i.path == "providers.openai.api_keys[0]" && i.message.contains("OPENAI_API_KEY")));
+}
+
+#[test]
+fn the_same_key_twice_is_refused() {
+    let text = r#"
+[keys.a]
+sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+models = ["*"]
+[keys.b]
+key_env = "K"
+models = ["*"]
+"#;
+    let err = Config::from_toml(text, &env_of(&[("K", "abc")])).unwrap_err();
+    assert!(err.issues.iter().any(|i| i.message.contains("twice")));
+}

@@ -1,0 +1,219 @@
+//! The embedded store: usage events in a local SQLite file, written in batches by a dedicated thread.
+//!
+//! `event_id` is the primary key and rows are inserted with `INSERT OR IGNORE`, so writing a batch twice
+//! (after a failed commit, or a replay) never doubles a row. A batch that fails is kept and retried.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use tollgate_schemas::{embedded::MIGRATIONS, UsageEvent};
+
+use super::{EventSink, SinkMessage, SinkStats, SinkWorker, QUEUE_CAPACITY};
+use crate::error::GatewayError;
+
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Opens (creating and migrating) the store at `path` and starts its writer thread.
+///
+/// # Errors
+/// [`GatewayError::Internal`] when the file cannot be opened or migrated.
+pub fn start(path: &Path) -> Result<(EventSink, SinkWorker), GatewayError> {
+    let conn = open(path)?;
+    let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let stats = Arc::new(SinkStats::default());
+    stats.healthy.store(true, Ordering::Relaxed);
+    let writer_stats = stats.clone();
+    let path = path.to_path_buf();
+    let handle = std::thread::Builder::new()
+        .name("tollgate-usage-writer".into())
+        .spawn(move || Writer { conn, path, stats: writer_stats }.run(&rx))
+        .map_err(|e| GatewayError::Internal(format!("cannot start the usage writer: {e}")))?;
+    Ok((EventSink { tx, stats }, SinkWorker { handle }))
+}
+
+/// Opens the store and applies pending migrations (recorded in `PRAGMA user_version`).
+///
+/// # Errors
+/// [`GatewayError::Internal`] with the path and SQLite's message.
+pub fn open(path: &Path) -> Result<Connection, GatewayError> {
+    let fail = |e: rusqlite::Error| GatewayError::Internal(format!("usage store {}: {e}", path.display()));
+    let conn = Connection::open(path).map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(sql).map_err(fail)?;
+        conn.pragma_update(None, "user_version", i + 1).map_err(fail)?;
+    }
+    Ok(conn)
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<SinkStats>,
+}
+
+impl Writer {
+    fn run(mut self, rx: &Receiver<SinkMessage>) {
+        let mut batch: Vec<Box<UsageEvent>> = Vec::with_capacity(MAX_BATCH);
+        let mut flushes = Vec::new();
+        // `recv` fails only when every sender is gone and the queue is empty: then we are done.
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    SinkMessage::Event(e) => batch.push(e),
+                    SinkMessage::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write_until_done(&mut batch);
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Writes the batch, retrying with a capped backoff while the store refuses: events are never dropped
+    /// here; if the store stays down the queue fills and `emit` counts the drops.
+    fn write_until_done(&mut self, batch: &mut Vec<Box<UsageEvent>>) {
+        let mut delay = Duration::from_millis(50);
+        while !batch.is_empty() {
+            match self.write(batch) {
+                Ok(()) => {
+                    self.stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.healthy.store(true, Ordering::Relaxed);
+                    batch.clear();
+                }
+                Err(e) => {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.healthy.store(false, Ordering::Relaxed);
+                    tracing::error!(target: "tollgate::events", store = %self.path.display(), error = %e,
+                        "writing usage events failed; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[Box<UsageEvent>]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(INSERT)?;
+            for e in batch {
+                let body = serde_json::to_string(e).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+                insert.execute(params![
+                    e.event_id.to_string(),
+                    e.schema_version,
+                    e.started_at_ms,
+                    e.finished_at_ms,
+                    e.tenant,
+                    e.team,
+                    e.key_id,
+                    e.end_user,
+                    e.endpoint.as_str(),
+                    e.model,
+                    e.provider,
+                    e.provider_kind,
+                    e.deployment,
+                    e.upstream_model,
+                    e.stream,
+                    e.outcome.as_str(),
+                    e.http_status,
+                    e.error_code,
+                    e.attempts,
+                    e.latency_ms,
+                    e.ttft_ms,
+                    e.usage.prompt_tokens,
+                    e.usage.completion_tokens,
+                    e.usage.cached_read_tokens,
+                    e.usage.cache_write_tokens,
+                    e.usage.reasoning_tokens,
+                    e.usage_source.as_str(),
+                    body,
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+}
+
+const INSERT: &str = "INSERT OR IGNORE INTO usage_events (event_id, schema_version, started_at_ms, finished_at_ms, \
+    tenant, team, key_id, end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, \
+    outcome, http_status, error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, \
+    cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
+    ?23, ?24, ?25, ?26, ?27, ?28)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_schemas::{Endpoint, Outcome, UsageSource, UsageVector};
+
+    fn event(n: u64) -> UsageEvent {
+        UsageEvent {
+            schema_version: 1,
+            event_id: uuid::Uuid::now_v7(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            tenant: "acme".into(),
+            team: "t".into(),
+            key_id: "k".into(),
+            end_user: None,
+            endpoint: Endpoint::ChatCompletions,
+            model: "m".into(),
+            provider: "p".into(),
+            provider_kind: "openai".into(),
+            deployment: "p/m".into(),
+            upstream_model: "m".into(),
+            stream: false,
+            outcome: Outcome::Success,
+            http_status: 200,
+            error_code: None,
+            attempts: 1,
+            latency_ms: 3,
+            ttft_ms: Some(2),
+            usage: UsageVector { prompt_tokens: n, completion_tokens: 2 * n, ..UsageVector::default() },
+            usage_source: UsageSource::Provider,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_every_event_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let (sink, worker) = start(&path).unwrap();
+        let events: Vec<_> = (1..=2500).map(event).collect();
+        for e in &events {
+            sink.emit(e.clone());
+        }
+        // A replayed event must not double.
+        sink.emit(events[0].clone());
+        sink.flush().await;
+        let stats = sink.stats();
+        assert_eq!((stats.emitted, stats.written, stats.dropped), (2501, 2501, 0));
+        drop(sink);
+        worker.close();
+
+        let conn = open(&path).unwrap();
+        let (rows, prompt): (i64, i64) = conn
+            .query_row("SELECT count(*), sum(prompt_tokens) FROM usage_events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(rows, 2500);
+        assert_eq!(prompt, (1..=2500).sum::<i64>());
+        let body: String = conn
+            .query_row("SELECT body FROM usage_events WHERE event_id = ?1", [events[7].event_id.to_string()], |r| r.get(0))
+            .unwrap();
+        assert_eq!(serde_json::from_str::<UsageEvent>(&body).unwrap(), events[7]);
+    }
+}

@@ -1,0 +1,166 @@
+//! One request's accounting: who asked, for what, what it cost — ending in exactly one [`UsageEvent`].
+//!
+//! An [`Exchange`] is created once the caller is authenticated and consumed by [`Exchange::finish`]; the type
+//! makes "one request, one event" hold: it cannot finish twice, and every path out of the proxy finishes it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tollgate_schemas::usage::USAGE_SCHEMA_VERSION;
+use tollgate_schemas::{Endpoint, Outcome, UsageEvent, UsageSource, UsageVector};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::error::{GatewayError, Origin};
+use crate::events::EventSink;
+use crate::routing::Deployment;
+
+pub struct Exchange {
+    sink: EventSink,
+    pub event_id: Uuid,
+    started: Instant,
+    started_at_ms: i64,
+    principal: Arc<Principal>,
+    endpoint: Endpoint,
+    pub model: String,
+    pub end_user: Option<String>,
+    pub stream: bool,
+    pub deployment: Option<Arc<Deployment>>,
+    pub attempts: u32,
+    /// Time to the first upstream body byte.
+    pub ttft: Option<Duration>,
+    /// Size of the client's request body, for estimating prompt tokens when the upstream reports none.
+    pub request_bytes: usize,
+}
+
+/// How an exchange ended.
+pub struct Ending {
+    pub outcome: Outcome,
+    pub http_status: u16,
+    pub error_code: Option<String>,
+    pub usage: UsageVector,
+    pub usage_source: UsageSource,
+}
+
+impl Ending {
+    /// A failure before the upstream produced anything billable.
+    #[must_use]
+    pub fn failed(error: &GatewayError) -> Self {
+        let outcome = match error.origin() {
+            Origin::Client => Outcome::ClientError,
+            Origin::Upstream => Outcome::UpstreamError,
+            Origin::Gateway => Outcome::GatewayError,
+        };
+        Self {
+            outcome,
+            http_status: error.status().as_u16(),
+            error_code: Some(error.code()),
+            usage: UsageVector::default(),
+            usage_source: UsageSource::None,
+        }
+    }
+}
+
+impl Exchange {
+    #[must_use]
+    pub fn begin(sink: &EventSink, principal: Arc<Principal>, endpoint: Endpoint) -> Self {
+        Self {
+            sink: sink.clone(),
+            event_id: Uuid::now_v7(),
+            started: Instant::now(),
+            started_at_ms: epoch_ms(SystemTime::now()),
+            principal,
+            endpoint,
+            model: String::new(),
+            end_user: None,
+            stream: false,
+            deployment: None,
+            attempts: 0,
+            ttft: None,
+            request_bytes: 0,
+        }
+    }
+
+    #[must_use]
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Marks the first upstream byte (only the first call counts).
+    pub fn first_byte(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
+
+    /// Rough prompt size for estimated usage: ~4 bytes of JSON per token, never zero.
+    #[must_use]
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        (self.request_bytes as u64 / 4).max(1)
+    }
+
+    /// Emits the request's one usage event.
+    pub fn finish(self, ending: Ending) {
+        let elapsed = self.started.elapsed();
+        let (provider, provider_kind, deployment, upstream_model) = match &self.deployment {
+            Some(d) => (d.provider.name.clone(), d.provider.kind.name().to_string(), d.id.clone(), d.upstream_model.clone()),
+            None => (String::new(), String::new(), String::new(), String::new()),
+        };
+        let event = UsageEvent {
+            schema_version: USAGE_SCHEMA_VERSION,
+            event_id: self.event_id,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.started_at_ms + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            tenant: self.principal.tenant.clone(),
+            team: self.principal.team.clone(),
+            key_id: self.principal.key_id.clone(),
+            end_user: self.end_user,
+            endpoint: self.endpoint,
+            model: self.model,
+            provider,
+            provider_kind,
+            deployment,
+            upstream_model,
+            stream: self.stream,
+            outcome: ending.outcome,
+            http_status: ending.http_status,
+            error_code: ending.error_code,
+            attempts: self.attempts,
+            latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            ttft_ms: self.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            usage: ending.usage,
+            usage_source: ending.usage_source,
+        };
+        self.sink.emit(event);
+    }
+
+    /// Records `error` as the request's end and turns it into the client's response.
+    pub fn refuse(self, error: GatewayError) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if error.origin() != Origin::Client {
+            tracing::warn!(target: "tollgate::proxy", request_id = %self.event_id, model = %self.model,
+                code = %error.code(), error = %error, "request failed");
+        }
+        let request_id = self.event_id;
+        self.finish(Ending::failed(&error));
+        with_request_id(error.into_response(), request_id)
+    }
+}
+
+/// Adds `x-request-id` (the usage event's id) so a client can quote it.
+#[must_use]
+pub fn with_request_id(mut response: axum::response::Response, id: Uuid) -> axum::response::Response {
+    if let Ok(v) = http::HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,97 @@
+//! # Tollgate gateway
+//!
+//! An OpenAI-compatible AI gateway: clients point their SDK's `base_url` here; Tollgate authenticates a
+//! virtual key, routes the model to an upstream deployment, relays the answer (streamed chunk by chunk) and
+//! meters every request into one usage event.
+//!
+//! ## Layout
+//! - [`config`] — TOML file → validated [`config::Config`] (`${VAR}` interpolation, every error at once,
+//!   secrets redacted).
+//! - [`auth`] — virtual keys (SHA-256 hashes) → [`auth::Principal`].
+//! - [`routes`] — the HTTP surface: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, `/healthz`,
+//!   `/readyz`.
+//! - [`proxy`] — the orchestrator: read → route → call → relay → meter. [`relay`] streams SSE through,
+//!   decoding with [`sse`].
+//! - [`exchange`] — one request's accounting, ending in exactly one usage event.
+//! - [`routing`] — public model → deployments (round-robin).
+//! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
+//! - [`events`] — non-blocking event emission; [`events::embedded`] is the SQLite store.
+//! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
+//!
+//! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod exchange;
+pub mod provider;
+pub mod proxy;
+pub mod relay;
+pub mod routes;
+pub mod routing;
+pub mod sse;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::events::{EventSink, SinkWorker};
+use crate::state::AppState;
+
+/// How long shutdown waits for the usage writer to store what is queued.
+const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A gateway ready to serve: state built, usage store open.
+pub struct Gateway {
+    state: Arc<AppState>,
+    worker: SinkWorker,
+}
+
+impl Gateway {
+    /// Opens the embedded usage store and builds the routing table.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or a provider's client cannot be built.
+    pub fn try_new(config: &Config) -> Result<Self, GatewayError> {
+        let (sink, worker) = events::embedded::start(&config.store.path)?;
+        let state = Arc::new(AppState::try_new(config, sink)?);
+        Ok(Self { state, worker })
+    }
+
+    /// The event sink, e.g. to flush it in tests.
+    #[must_use]
+    pub fn sink(&self) -> EventSink {
+        self.state.sink.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, lets in-flight requests and streams finish, then
+    /// writes every queued usage event before returning.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+        let Self { state, worker } = self;
+        let app = routes::router(state);
+        // Nagle plus delayed ACKs costs ~40 ms per small response (design §3.5).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("server failed: {e}")));
+        // Every EventSink clone lives in the router's state or an in-flight exchange, all gone now.
+        let closed = tokio::task::spawn_blocking(move || worker.close());
+        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, closed).await.is_err() {
+            tracing::error!("usage writer did not finish within {SINK_CLOSE_TIMEOUT:?}");
+        }
+        served
+    }
+}

@@ -1,0 +1,94 @@
+//! Upstream providers: translate and sign, nothing else.
+//!
+//! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
+//! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
+//! ([`usage`]) and what its errors mean ([`upstream_error`]).
+
+pub mod kind;
+pub mod request;
+pub mod upstream_error;
+pub mod usage;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::HeaderValue;
+use tollgate_schemas::Endpoint;
+
+pub use kind::ProviderKind;
+
+use crate::config::{ProviderConfig, Timeouts};
+use crate::error::GatewayError;
+
+/// One configured upstream account set: a kind, a base URL and one or more API keys.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    base_url: String,
+    /// `Authorization` values, one per key, marked sensitive so they never print.
+    auth: Vec<HeaderValue>,
+    next_key: AtomicUsize,
+    pub timeouts: Timeouts,
+    client: reqwest::Client,
+}
+
+impl Provider {
+    /// Builds the provider's HTTP client (pooled keep-alive, TCP_NODELAY, its connect timeout).
+    ///
+    /// # Errors
+    /// [`GatewayError::Internal`] when a key cannot be a header value or the TLS stack cannot start.
+    pub fn try_new(config: &ProviderConfig) -> Result<Self, GatewayError> {
+        let auth = config
+            .api_keys
+            .iter()
+            .map(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    GatewayError::Internal(format!("an API key of provider {} has invalid characters", config.name))
+                })?;
+                value.set_sensitive(true);
+                Ok(value)
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(config.timeouts.connect)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            name: config.name.clone(),
+            kind: config.kind,
+            base_url: config.base_url.as_str().trim_end_matches('/').to_string(),
+            auth,
+            next_key: AtomicUsize::new(0),
+            timeouts: config.timeouts,
+            client,
+        })
+    }
+
+    /// Number of API keys (0 for self-hosted servers without auth).
+    #[must_use]
+    pub fn key_count(&self) -> usize {
+        self.auth.len()
+    }
+
+    /// A POST to `endpoint`, signed with the next key in round-robin order.
+    #[must_use]
+    pub fn post(&self, endpoint: Endpoint, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let path = match endpoint {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        };
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if !self.auth.is_empty() {
+            let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
+            request = request.header(http::header::AUTHORIZATION, self.auth[i].clone());
+        }
+        request
+    }
+}

@@ -1,0 +1,144 @@
+//! The OpenAI-wire provider family: each kind's default base URL, auth and request quirks.
+//!
+//! Facts from `shared/reference/providers.md` (sections 2, 8–16 and the pitfalls checklist).
+
+/// A provider kind named in the config's `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    Moonshot,
+    ZeroOne,
+    DashScope,
+    Qianfan,
+    ModelArts,
+    Hunyuan,
+    Zhipu,
+    SophNet,
+    Vllm,
+    Ollama,
+    LlamaCpp,
+    OpenAiCompatible,
+}
+
+/// Which field carries the output-token cap upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensField {
+    /// The upstream takes both `max_tokens` and `max_completion_tokens`: send what the client sent.
+    AsSent,
+    /// The upstream knows only `max_tokens`: rename `max_completion_tokens`.
+    MaxTokens,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 13] = [
+        Self::OpenAi,
+        Self::Moonshot,
+        Self::ZeroOne,
+        Self::DashScope,
+        Self::Qianfan,
+        Self::ModelArts,
+        Self::Hunyuan,
+        Self::Zhipu,
+        Self::SophNet,
+        Self::Vllm,
+        Self::Ollama,
+        Self::LlamaCpp,
+        Self::OpenAiCompatible,
+    ];
+
+    /// The name used in config files and on usage events.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Moonshot => "moonshot",
+            Self::ZeroOne => "zeroone",
+            Self::DashScope => "dashscope",
+            Self::Qianfan => "qianfan",
+            Self::ModelArts => "modelarts",
+            Self::Hunyuan => "hunyuan",
+            Self::Zhipu => "zhipu",
+            Self::SophNet => "sophnet",
+            Self::Vllm => "vllm",
+            Self::Ollama => "ollama",
+            Self::LlamaCpp => "llamacpp",
+            Self::OpenAiCompatible => "openai-compatible",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Base URL used when the config gives none (`None`: the config must give one).
+    #[must_use]
+    pub fn default_base_url(self) -> Option<&'static str> {
+        Some(match self {
+            Self::OpenAi => "https://api.openai.com/v1",
+            Self::Moonshot => "https://api.moonshot.cn/v1",
+            Self::ZeroOne => "https://api.lingyiwanwu.com/v1",
+            Self::DashScope => "https://dashscope.aliyuncs.com/compatible-mode/v1",
+            Self::Qianfan => "https://qianfan.baidubce.com/v2",
+            Self::ModelArts => "https://api.modelarts-maas.com/v1",
+            Self::Hunyuan => "https://api.hunyuan.cloud.tencent.com/v1",
+            Self::Zhipu => "https://open.bigmodel.cn/api/paas/v4",
+            Self::SophNet => "https://www.sophnet.com/api/open-apis/v1",
+            Self::Vllm => "http://127.0.0.1:8000/v1",
+            Self::Ollama => "http://127.0.0.1:11434/v1",
+            Self::LlamaCpp => "http://127.0.0.1:8080/v1",
+            Self::OpenAiCompatible => return None,
+        })
+    }
+
+    /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
+    #[must_use]
+    pub fn requires_api_key(self) -> bool {
+        !matches!(self, Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible)
+    }
+
+    #[must_use]
+    pub fn max_tokens_field(self) -> MaxTokensField {
+        match self {
+            // OpenAI and vLLM take both; a generic compatible server gets the request as the client wrote it.
+            Self::OpenAi | Self::Vllm | Self::LlamaCpp | Self::OpenAiCompatible => MaxTokensField::AsSent,
+            // Ollama's /v1 request struct has only max_tokens; the hosted ones document only max_tokens.
+            Self::Moonshot
+            | Self::ZeroOne
+            | Self::DashScope
+            | Self::Qianfan
+            | Self::ModelArts
+            | Self::Hunyuan
+            | Self::Zhipu
+            | Self::SophNet
+            | Self::Ollama => MaxTokensField::MaxTokens,
+        }
+    }
+
+    /// Whether usage must be asked for with `stream_options.include_usage` when streaming.
+    /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
+    #[must_use]
+    pub fn needs_include_usage_flag(self) -> bool {
+        !matches!(self, Self::Zhipu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(ProviderKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ProviderKind::from_name("anthropic"), None);
+    }
+
+    #[test]
+    fn every_kind_but_the_generic_one_has_a_default_url() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.default_base_url().is_none(), kind == ProviderKind::OpenAiCompatible);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Relaying an upstream SSE stream to the client, chunk by chunk, while metering it.
+//!
+//! A task per stream reads the upstream and forwards each read's complete events at once (never buffering
+//! the whole body). Along the way it:
+//! - keeps the **last** usage object seen (providers repeat cumulative usage; summing would double-bill);
+//! - strips usage from the client's chunks and, only if the client asked (`stream_options.include_usage`),
+//!   sends one normalised usage chunk (`choices: []`) before `data: [DONE]`, as OpenAI does;
+//! - ends every stream with `data: [DONE]`, and a failure after the headers with an OpenAI-style error chunk
+//!   first — never a silently truncated 200;
+//! - when the client goes away, keeps reading the upstream (bounded) to learn the real usage.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tollgate_schemas::{Outcome, UsageSource, UsageVector};
+
+use crate::error::GatewayError;
+use crate::exchange::{with_request_id, Ending, Exchange};
+use crate::provider::usage;
+use crate::sse::SseDecoder;
+
+/// How long, after the client left, the upstream is still read for its final usage.
+const DRAIN_AFTER_DISCONNECT: Duration = Duration::from_secs(30);
+/// How long the upstream may take to close after `[DONE]` before it is dropped.
+const CLOSE_AFTER_DONE: Duration = Duration::from_secs(1);
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Starts relaying `upstream` and returns the client's streaming response.
+pub fn start(ex: Exchange, upstream: reqwest::Response, client_wants_usage: bool, idle: Duration) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let id = ex.event_id;
+    let relay = StreamRelay {
+        ex,
+        tx: Some(tx),
+        client_wants_usage,
+        idle,
+        decoder: SseDecoder::default(),
+        last_usage: None,
+        content_chunks: 0,
+        upstream_error: None,
+        client_gone: false,
+    };
+    tokio::spawn(relay.run(upstream));
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let response = Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "text/event-stream")
+        .header(http::header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .unwrap_or_default();
+    with_request_id(response, id)
+}
+
+/// How the upstream side ended.
+enum UpstreamEnd {
+    Done,
+    Truncated(GatewayError),
+}
+
+struct StreamRelay {
+    ex: Exchange,
+    /// `None` once the client's side is closed (after our `[DONE]`).
+    tx: Option<mpsc::Sender<Bytes>>,
+    client_wants_usage: bool,
+    idle: Duration,
+    decoder: SseDecoder,
+    /// The last usage chunk: its envelope fields and its normalised usage object.
+    last_usage: Option<(Map<String, Value>, UsageVector)>,
+    /// Chunks that carried choices: the estimate of completion tokens if no usage ever arrives.
+    content_chunks: u64,
+    /// Code of an error the upstream sent inside the stream.
+    upstream_error: Option<String>,
+    client_gone: bool,
+}
+
+impl StreamRelay {
+    async fn run(mut self, upstream: reqwest::Response) {
+        let provider = self.ex.deployment.as_ref().map(|d| d.provider.name.clone()).unwrap_or_default();
+        let mut body = upstream.bytes_stream();
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let end = loop {
+            let wait = match drain_deadline {
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()).min(self.idle),
+                None => self.idle,
+            };
+            match tokio::time::timeout(wait, body.next()).await {
+                Err(_) if drain_deadline.is_some() => {
+                    break UpstreamEnd::Truncated(GatewayError::StreamTruncated {
+                        provider: provider.clone(),
+                        reason: "stopped reading after the client disconnected".into(),
+                    })
+                }
+                Err(_) => {
+                    break UpstreamEnd::Truncated(GatewayError::StreamTruncated {
+                        provider: provider.clone(),
+                        reason: format!("no data for {}ms", self.idle.as_millis()),
+                    })
+                }
+                Ok(None) => {
+                    // A last event without its blank line still counts.
+                    let tail = self.decoder.finish();
+                    let mut out = BytesMut::new();
+                    let done = tail.is_some_and(|p| self.on_event(&p, &mut out));
+                    self.send(out.freeze()).await;
+                    if done {
+                        break UpstreamEnd::Done;
+                    }
+                    break UpstreamEnd::Truncated(GatewayError::StreamTruncated {
+                        provider: provider.clone(),
+                        reason: "the upstream closed the stream before [DONE]".into(),
+                    });
+                }
+                Ok(Some(Err(e))) => {
+                    break UpstreamEnd::Truncated(GatewayError::StreamTruncated {
+                        provider: provider.clone(),
+                        reason: format!("read failed: {e}"),
+                    })
+                }
+                Ok(Some(Ok(bytes))) => {
+                    self.ex.first_byte();
+                    let mut out = BytesMut::with_capacity(bytes.len() + 16);
+                    let mut done = false;
+                    for payload in self.decoder.push(&bytes) {
+                        done |= self.on_event(&payload, &mut out);
+                    }
+                    self.send(out.freeze()).await;
+                    if self.client_gone && drain_deadline.is_none() {
+                        drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_DISCONNECT);
+                    }
+                    if done {
+                        break UpstreamEnd::Done;
+                    }
+                }
+            }
+        };
+        let truncated = match end {
+            UpstreamEnd::Done => None,
+            UpstreamEnd::Truncated(e) => Some(e),
+        };
+        self.close_client(truncated.as_ref()).await;
+        if truncated.is_none() {
+            // Let the upstream finish its body so the pooled connection can be reused.
+            let _ = tokio::time::timeout(CLOSE_AFTER_DONE, async { while body.next().await.is_some() {} }).await;
+        }
+        self.finish(truncated);
+    }
+
+    /// Handles one upstream event, appending what the client should get to `out`. Returns true on `[DONE]`.
+    fn on_event(&mut self, payload: &[u8], out: &mut BytesMut) -> bool {
+        if payload == b"[DONE]" {
+            return true;
+        }
+        let mentions = |needle: &[u8]| memchr::memmem::find(payload, needle).is_some();
+        if !mentions(b"\"usage\"") && !mentions(b"\"error\"") {
+            self.content_chunks += 1;
+            forward(out, payload);
+            return false;
+        }
+        let Ok(Value::Object(mut chunk)) = serde_json::from_slice::<Value>(payload) else {
+            forward(out, payload);
+            return false;
+        };
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let code = error.get("code").or_else(|| error.get("type")).map_or_else(
+                || "upstream_stream_error".to_string(),
+                |c| c.as_str().map_or_else(|| c.to_string(), str::to_string),
+            );
+            self.upstream_error = Some(code);
+            forward(out, payload);
+            return false;
+        }
+        let Some(found) = usage::find_usage(&chunk) else {
+            self.content_chunks += 1;
+            forward(out, payload);
+            return false;
+        };
+        let vector = usage::usage_vector(found);
+        let normalized = usage::normalized_usage(found);
+        let mut envelope = Map::new();
+        for key in ["id", "object", "created", "model", "system_fingerprint"] {
+            if let Some(v) = chunk.get(key) {
+                envelope.insert(key.into(), v.clone());
+            }
+        }
+        envelope.insert("usage".into(), Value::Object(normalized));
+        self.last_usage = Some((envelope, vector));
+
+        // Usage goes to the client only once, at the end: strip it here.
+        let choices_empty = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if choices_empty {
+            return false;
+        }
+        self.content_chunks += 1;
+        chunk.remove("usage");
+        if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
+            for c in choices.iter_mut().filter_map(Value::as_object_mut) {
+                c.remove("usage");
+            }
+        }
+        match serde_json::to_vec(&chunk) {
+            Ok(bytes) => forward(out, &bytes),
+            Err(_) => forward(out, payload),
+        }
+        false
+    }
+
+    async fn send(&mut self, bytes: Bytes) {
+        if bytes.is_empty() || self.client_gone {
+            return;
+        }
+        let Some(tx) = &self.tx else { return };
+        if tx.send(bytes).await.is_err() {
+            self.client_gone = true;
+        }
+    }
+
+    /// Sends the trailer — error chunk if truncated, usage chunk if asked for, `[DONE]` — and closes.
+    async fn close_client(&mut self, truncated: Option<&GatewayError>) {
+        let mut out = BytesMut::new();
+        if let Some(error) = truncated {
+            out.extend_from_slice(&error.stream_chunk());
+        }
+        if self.client_wants_usage {
+            if let Some((envelope, _)) = &self.last_usage {
+                let mut chunk = envelope.clone();
+                chunk.insert("object".into(), json!("chat.completion.chunk"));
+                chunk.insert("choices".into(), json!([]));
+                if let Ok(bytes) = serde_json::to_vec(&Value::Object(chunk)) {
+                    forward(&mut out, &bytes);
+                }
+            }
+        }
+        out.extend_from_slice(DONE);
+        self.send(out.freeze()).await;
+        self.tx = None;
+    }
+
+    fn finish(self, truncated: Option<GatewayError>) {
+        let (usage, usage_source) = match (&self.last_usage, self.content_chunks) {
+            (Some((_, v)), _) => (*v, UsageSource::Provider),
+            (None, 0) => (UsageVector::default(), UsageSource::None),
+            (None, n) => (
+                // OpenAI-family servers send about one token per content chunk.
+                UsageVector { prompt_tokens: self.ex.estimated_prompt_tokens(), completion_tokens: n, ..UsageVector::default() },
+                UsageSource::Estimated,
+            ),
+        };
+        let (outcome, error_code) = if self.client_gone {
+            (Outcome::ClientDisconnected, Some("client_disconnected".to_string()))
+        } else if let Some(e) = &truncated {
+            (Outcome::UpstreamError, Some(e.code()))
+        } else if let Some(code) = self.upstream_error.clone() {
+            (Outcome::UpstreamError, Some(code))
+        } else {
+            (Outcome::Success, None)
+        };
+        if let Some(e) = &truncated {
+            if !self.client_gone {
+                tracing::warn!(target: "tollgate::relay", request_id = %self.ex.event_id, error = %e, "stream truncated");
+            }
+        }
+        self.ex.finish(Ending { outcome, http_status: 200, error_code, usage, usage_source });
+    }
+}
+
+fn forward(out: &mut BytesMut, payload: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+}

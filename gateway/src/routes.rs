@@ -1,0 +1,48 @@
+//! HTTP routes: one file per endpoint, each a thin handler over [`crate::proxy`] or the state.
+
+mod chat;
+mod embeddings;
+mod health;
+mod models;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The gateway's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> impl IntoResponse {
+    let message = format!("unknown route {method} {}", uri.path());
+    (
+        http::StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "unknown_route"}})),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
+    let message = format!("method {method} is not allowed on {}", uri.path());
+    (
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}})),
+    )
+}

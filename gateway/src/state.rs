@@ -1,0 +1,27 @@
+//! What every handler shares: keys, routes, the event sink and limits.
+
+use crate::auth::KeyStore;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::events::EventSink;
+use crate::routing::ModelRouter;
+
+pub struct AppState {
+    pub keys: KeyStore,
+    pub router: ModelRouter,
+    pub sink: EventSink,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// # Errors
+    /// When a provider's HTTP client cannot be built.
+    pub fn try_new(config: &Config, sink: EventSink) -> Result<Self, GatewayError> {
+        Ok(Self {
+            keys: KeyStore::new(&config.keys),
+            router: ModelRouter::try_new(config)?,
+            sink,
+            max_body_bytes: config.server.max_body_bytes,
+        })
+    }
+}

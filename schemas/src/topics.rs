@@ -1,0 +1,6 @@
+//! Kafka topic names. Defined once; every producer and consumer imports them from here.
+
+/// Usage events, keyed by tenant so each tenant's events stay in order.
+pub const USAGE: &str = "tollgate.usage.v1";
+/// Records the metering consumer could not decode, with the reason.
+pub const USAGE_DEAD_LETTER: &str = "tollgate.usage.dlq.v1";
