@@ -110,7 +110,9 @@ impl StreamRelay {
                     let mut out = BytesMut::new();
                     let done = tail.is_some_and(|p| self.on_event(&p, &mut out));
                     self.send(out.freeze()).await;
-                    if done {
+                    // After an in-stream error event the upstream closes without `[DONE]`; the client
+                    // already has the error, so this is not a second failure.
+                    if done || self.upstream_error.is_some() {
                         break UpstreamEnd::Done;
                     }
                     break UpstreamEnd::Truncated(GatewayError::StreamTruncated {

@@ -1,1 +1,11 @@
-//! placeholder
+//! # tollgate-tests — end-to-end tests and the mock upstream they run against
+//!
+//! ## Layout
+//! - [`mock_upstream`] — a fault-injecting upstream that speaks the OpenAI wire format and the stream-usage
+//!   dialects of Moonshot, Huawei ModelArts and Zhipu. Used in-process by the Rust tests, and as the
+//!   `tollgate-mock-upstream` binary by the Python SDK tests and the benchmarks.
+//! - `tests/*.rs` — the gateway driven over loopback against mock upstreams.
+//! - `python/` — the official `openai` SDK against a running gateway.
+//! - `fixtures/` — recorded provider responses (each folder with its source and licence).
+
+pub mod mock_upstream;

@@ -1,0 +1,189 @@
+//! A mock LLM upstream with scripted replies and fault injection.
+//!
+//! **Dialects** are chosen by path prefix, as real providers differ by host: `/v1/…` or `/openai/v1/…`
+//! (OpenAI: stream usage only with `stream_options.include_usage`), `/moonshot/v1/…` (usage inside
+//! `choices[0]` of the last chunk, top-level `cached_tokens`), `/modelarts/v1/…` (cumulative usage in every
+//! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked).
+//!
+//! **Directives** script one request. They are read from the upstream `model` (`gpt?status=429&retry_after=2`)
+//! and from a `[mock:k=v&k=v]` tag anywhere in the messages (so a test can script a request through the
+//! gateway without new config); the tag wins. See [`Directives`] for the list.
+//!
+//! Every request is recorded (path, headers, body) for assertions: in-process through
+//! [`MockUpstream::requests`], and over HTTP at `GET /__mock/requests` (`DELETE` clears).
+
+mod directives;
+mod reply;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+pub use directives::Directives;
+
+/// The wire dialect a path prefix selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Moonshot,
+    ModelArts,
+    Zhipu,
+}
+
+impl Dialect {
+    fn from_prefix(prefix: &str) -> Option<Self> {
+        Some(match prefix {
+            "openai" => Self::OpenAi,
+            "moonshot" => Self::Moonshot,
+            "modelarts" => Self::ModelArts,
+            "zhipu" => Self::Zhipu,
+            _ => return None,
+        })
+    }
+
+    /// The path prefix (before `/v1`) that selects this dialect.
+    #[must_use]
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Moonshot => "moonshot",
+            Self::ModelArts => "modelarts",
+            Self::Zhipu => "zhipu",
+        }
+    }
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Default)]
+struct MockState {
+    recorded: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+/// A running mock upstream on 127.0.0.1.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    state: MockState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Starts on an ephemeral port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await?).await
+    }
+
+    /// Starts on `listener`.
+    ///
+    /// # Errors
+    /// When the listener has no local address.
+    pub async fn start_on(listener: TcpListener) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let state = MockState::default();
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// Base URL (ending in `/v1`) for a provider of `dialect`.
+    #[must_use]
+    pub fn base_url(&self, dialect: Dialect) -> String {
+        format!("http://{}/{}/v1", self.addr, dialect.prefix())
+    }
+
+    /// Everything received so far.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorded.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn router(state: MockState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(|s, h, b| chat(s, "openai".into(), h, b)))
+        .route("/v1/embeddings", post(|s, h, b| embeddings(s, "openai".into(), h, b)))
+        .route("/{dialect}/v1/chat/completions", post(|s, Path(d): Path<String>, h, b| chat(s, d, h, b)))
+        .route("/{dialect}/v1/embeddings", post(|s, Path(d): Path<String>, h, b| embeddings(s, d, h, b)))
+        .route("/__mock/requests", get(list_requests).delete(clear_requests))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value) {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    if let Ok(mut r) = state.recorded.lock() {
+        r.push(RecordedRequest { path, headers, body });
+    }
+}
+
+async fn chat(State(state): State<MockState>, dialect: String, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(dialect) = Dialect::from_prefix(&dialect) else {
+        return reply::not_found(&dialect);
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+        return reply::bad_json();
+    };
+    record(&state, format!("/{}/v1/chat/completions", dialect.prefix()), &headers, json.clone());
+    let directives = Directives::of(&json);
+    reply::chat(dialect, &json, directives).await
+}
+
+async fn embeddings(State(state): State<MockState>, dialect: String, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(dialect) = Dialect::from_prefix(&dialect) else {
+        return reply::not_found(&dialect);
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+        return reply::bad_json();
+    };
+    record(&state, format!("/{}/v1/embeddings", dialect.prefix()), &headers, json.clone());
+    let directives = Directives::of(&json);
+    reply::embeddings(&json, directives).await
+}
+
+async fn list_requests(State(state): State<MockState>) -> Response {
+    let recorded = state.recorded.lock().map(|r| r.clone()).unwrap_or_default();
+    axum::Json(recorded).into_response()
+}
+
+async fn clear_requests(State(state): State<MockState>) -> Response {
+    if let Ok(mut r) = state.recorded.lock() {
+        r.clear();
+    }
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
