@@ -55,6 +55,8 @@ pub(crate) enum SinkMessage {
     Event(Box<UsageEvent>),
     /// Answered once everything queued before it is written.
     Flush(mpsc::Sender<()>),
+    /// Write everything queued, then stop.
+    Close,
 }
 
 /// The request path's handle on event emission. Cheap to clone.
@@ -67,6 +69,7 @@ pub struct EventSink {
 /// Owns the writer thread; [`SinkWorker::close`] drains and joins it.
 pub struct SinkWorker {
     handle: JoinHandle<()>,
+    tx: SyncSender<SinkMessage>,
 }
 
 impl EventSink {
@@ -97,9 +100,11 @@ impl EventSink {
 }
 
 impl SinkWorker {
-    /// Waits until the writer has written everything queued and stopped. Call after every [`EventSink`]
-    /// clone is dropped (the writer stops when the queue closes).
+    /// Writes everything queued so far, stops the writer and waits for it. Events emitted afterwards are
+    /// counted as dropped — call it once the server has finished its requests.
     pub fn close(self) {
+        // A full queue makes this wait for room, which the writer is making.
+        let _ = self.tx.send(SinkMessage::Close);
         if self.handle.join().is_err() {
             tracing::error!(target: "tollgate::events", "the usage writer thread panicked");
         }

@@ -87,7 +87,7 @@ impl Gateway {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| GatewayError::Internal(format!("server failed: {e}")));
-        // Every EventSink clone lives in the router's state or an in-flight exchange, all gone now.
+        // Graceful shutdown waited for every connection, so every exchange has emitted its event.
         let closed = tokio::task::spawn_blocking(move || worker.close());
         if tokio::time::timeout(SINK_CLOSE_TIMEOUT, closed).await.is_err() {
             tracing::error!("usage writer did not finish within {SINK_CLOSE_TIMEOUT:?}");

@@ -74,7 +74,6 @@ impl Provider {
     }
 
     /// A POST to `endpoint`, signed with the next key in round-robin order.
-    #[must_use]
     pub fn post(&self, endpoint: Endpoint, body: Vec<u8>) -> reqwest::RequestBuilder {
         let path = match endpoint {
             Endpoint::ChatCompletions => "/chat/completions",

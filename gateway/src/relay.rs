@@ -67,7 +67,7 @@ enum UpstreamEnd {
 
 struct StreamRelay {
     ex: Exchange,
-    /// `None` once the client's side is closed (after our `[DONE]`).
+    /// Taken when the trailer is sent.
     tx: Option<mpsc::Sender<Bytes>>,
     client_wants_usage: bool,
     idle: Duration,
@@ -147,12 +147,19 @@ impl StreamRelay {
             UpstreamEnd::Done => None,
             UpstreamEnd::Truncated(e) => Some(e),
         };
-        self.close_client(truncated.as_ref()).await;
-        if truncated.is_none() {
+        // The event is emitted before the client's stream closes: once the last connection ends, a
+        // shutting-down gateway closes its sink, and this event must be in it.
+        let trailer = self.trailer(truncated.as_ref());
+        let tx = if self.client_gone { None } else { self.tx.take() };
+        let clean = truncated.is_none();
+        self.finish(truncated);
+        if let Some(tx) = tx {
+            let _ = tx.send(trailer).await;
+        }
+        if clean {
             // Let the upstream finish its body so the pooled connection can be reused.
             let _ = tokio::time::timeout(CLOSE_AFTER_DONE, async { while body.next().await.is_some() {} }).await;
         }
-        self.finish(truncated);
     }
 
     /// Handles one upstream event, appending what the client should get to `out`. Returns true on `[DONE]`.
@@ -224,8 +231,8 @@ impl StreamRelay {
         }
     }
 
-    /// Sends the trailer — error chunk if truncated, usage chunk if asked for, `[DONE]` — and closes.
-    async fn close_client(&mut self, truncated: Option<&GatewayError>) {
+    /// The end of the client's stream: error chunk if truncated, usage chunk if asked for, `[DONE]`.
+    fn trailer(&self, truncated: Option<&GatewayError>) -> Bytes {
         let mut out = BytesMut::new();
         if let Some(error) = truncated {
             out.extend_from_slice(&error.stream_chunk());
@@ -241,8 +248,7 @@ impl StreamRelay {
             }
         }
         out.extend_from_slice(DONE);
-        self.send(out.freeze()).await;
-        self.tx = None;
+        out.freeze()
     }
 
     fn finish(self, truncated: Option<GatewayError>) {

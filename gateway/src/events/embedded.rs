@@ -33,7 +33,7 @@ pub fn start(path: &Path) -> Result<(EventSink, SinkWorker), GatewayError> {
         .name("tollgate-usage-writer".into())
         .spawn(move || Writer { conn, path, stats: writer_stats }.run(&rx))
         .map_err(|e| GatewayError::Internal(format!("cannot start the usage writer: {e}")))?;
-    Ok((EventSink { tx, stats }, SinkWorker { handle }))
+    Ok((EventSink { tx: tx.clone(), stats }, SinkWorker { handle, tx }))
 }
 
 /// Opens the store and applies pending migrations (recorded in `PRAGMA user_version`).
@@ -62,17 +62,20 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: &Receiver<SinkMessage>) {
-        let mut batch: Vec<Box<UsageEvent>> = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<UsageEvent> = Vec::with_capacity(MAX_BATCH);
         let mut flushes = Vec::new();
-        // `recv` fails only when every sender is gone and the queue is empty: then we are done.
+        let mut closing = false;
+        // `recv` fails only when every sender is gone and the queue is empty: then we are done too.
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
-                    SinkMessage::Event(e) => batch.push(e),
+                    SinkMessage::Event(e) => batch.push(*e),
                     SinkMessage::Flush(done) => flushes.push(done),
+                    SinkMessage::Close => closing = true,
                 }
-                if batch.len() < MAX_BATCH {
+                // When closing, take everything already queued.
+                if batch.len() < MAX_BATCH || closing {
                     next = rx.try_recv().ok();
                 }
             }
@@ -80,12 +83,15 @@ impl Writer {
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
+            if closing {
+                return;
+            }
         }
     }
 
     /// Writes the batch, retrying with a capped backoff while the store refuses: events are never dropped
     /// here; if the store stays down the queue fills and `emit` counts the drops.
-    fn write_until_done(&mut self, batch: &mut Vec<Box<UsageEvent>>) {
+    fn write_until_done(&mut self, batch: &mut Vec<UsageEvent>) {
         let mut delay = Duration::from_millis(50);
         while !batch.is_empty() {
             match self.write(batch) {
@@ -106,7 +112,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Box<UsageEvent>]) -> rusqlite::Result<()> {
+    fn write(&mut self, batch: &[UsageEvent]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
