@@ -47,7 +47,10 @@ impl std::fmt::Debug for KeyHash {
 /// A fresh random virtual key (`tg-` + 40 alphanumerics, ~238 bits) and its hash.
 #[must_use]
 pub fn generate_key() -> (String, KeyHash) {
-    let key = format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+    let key = format!(
+        "{KEY_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 40)
+    );
     let hash = KeyHash::of(&key);
     (key, hash)
 }
@@ -74,8 +77,12 @@ impl KeyStore {
         let by_hash = keys
             .iter()
             .map(|k| {
-                let principal =
-                    Principal { key_id: k.name.clone(), tenant: k.tenant.clone(), team: k.team.clone(), models: k.models.clone() };
+                let principal = Principal {
+                    key_id: k.name.clone(),
+                    tenant: k.tenant.clone(),
+                    team: k.team.clone(),
+                    models: k.models.clone(),
+                };
                 (k.hash, Arc::new(principal))
             })
             .collect();
@@ -91,13 +98,19 @@ impl KeyStore {
         let bearer = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         let key = bearer
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or(GatewayError::MissingApiKey)?;
-        self.by_hash.get(&KeyHash::of(key)).cloned().ok_or(GatewayError::InvalidApiKey)
+        self.by_hash
+            .get(&KeyHash::of(key))
+            .cloned()
+            .ok_or(GatewayError::InvalidApiKey)
     }
 }
 
@@ -144,11 +157,24 @@ mod tests {
     #[test]
     fn resolves_bearer_and_x_api_key_and_refuses_others() {
         let store = store_with("tg-secret");
-        let p = store.authenticate(&headers("authorization", "Bearer tg-secret")).unwrap();
-        assert_eq!((p.tenant.as_str(), p.team.as_str(), p.key_id.as_str()), ("acme", "search", "ci"));
-        assert!(store.authenticate(&headers("x-api-key", "tg-secret")).is_ok());
-        assert!(matches!(store.authenticate(&HeaderMap::new()), Err(GatewayError::MissingApiKey)));
-        assert!(matches!(store.authenticate(&headers("authorization", "Bearer ")), Err(GatewayError::MissingApiKey)));
+        let p = store
+            .authenticate(&headers("authorization", "Bearer tg-secret"))
+            .unwrap();
+        assert_eq!(
+            (p.tenant.as_str(), p.team.as_str(), p.key_id.as_str()),
+            ("acme", "search", "ci")
+        );
+        assert!(store
+            .authenticate(&headers("x-api-key", "tg-secret"))
+            .is_ok());
+        assert!(matches!(
+            store.authenticate(&HeaderMap::new()),
+            Err(GatewayError::MissingApiKey)
+        ));
+        assert!(matches!(
+            store.authenticate(&headers("authorization", "Bearer ")),
+            Err(GatewayError::MissingApiKey)
+        ));
         assert!(matches!(
             store.authenticate(&headers("authorization", "Bearer tg-wrong")),
             Err(GatewayError::InvalidApiKey)

@@ -124,7 +124,14 @@ pub struct ConfigIssue {
 
 impl ConfigIssue {
     fn new(path: &str, message: impl Into<String>) -> Self {
-        Self { path: if path.is_empty() { "(root)".into() } else { path.into() }, message: message.into() }
+        Self {
+            path: if path.is_empty() {
+                "(root)".into()
+            } else {
+                path.into()
+            },
+            message: message.into(),
+        }
     }
 }
 
@@ -136,7 +143,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.issues.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.issues.len()
+        )?;
         for issue in &self.issues {
             writeln!(f, "  - {}: {}", issue.path, issue.message)?;
         }
@@ -151,7 +162,10 @@ impl Config {
     /// Every problem found, each with its path in the file.
     pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            issues: vec![ConfigIssue::new("(file)", format!("cannot read {}: {e}", path.display()))],
+            issues: vec![ConfigIssue::new(
+                "(file)",
+                format!("cannot read {}: {e}", path.display()),
+            )],
         })?;
         Self::from_toml(&text, env)
     }
@@ -166,7 +180,11 @@ impl Config {
         })?;
         let mut issues = Vec::new();
         interpolate::interpolate_tree(&mut doc, "", env, &mut issues);
-        let config = Validator { env, issues: &mut issues }.validate(doc);
+        let config = Validator {
+            env,
+            issues: &mut issues,
+        }
+        .validate(doc);
         match config {
             Some(config) if issues.is_empty() => Ok(config),
             _ => Err(ConfigError { issues }),
@@ -185,7 +203,11 @@ impl Validator<'_> {
     }
 
     /// Deserializes one section, recording its error instead of stopping.
-    fn section<T: serde::de::DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
+    fn section<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: toml::Value,
+    ) -> Option<T> {
         match value.try_into::<T>() {
             Ok(v) => Some(v),
             Err(e) => {
@@ -213,18 +235,29 @@ impl Validator<'_> {
         };
         for key in root.keys() {
             if !["server", "store", "providers", "models", "keys"].contains(&key.as_str()) {
-                self.issue(key, "unknown section (expected server, store, providers, models, keys)");
+                self.issue(
+                    key,
+                    "unknown section (expected server, store, providers, models, keys)",
+                );
             }
         }
-        let server = root.remove("server").and_then(|v| self.section::<RawServer>("server", v));
-        let store = root.remove("store").and_then(|v| self.section::<RawStore>("store", v));
+        let server = root
+            .remove("server")
+            .and_then(|v| self.section::<RawServer>("server", v));
+        let store = root
+            .remove("store")
+            .and_then(|v| self.section::<RawStore>("store", v));
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
 
         let server = self.server(server.unwrap_or_default());
         let store = StoreConfig {
-            path: PathBuf::from(store.and_then(|s| s.path).unwrap_or_else(|| "tollgate.db".into())),
+            path: PathBuf::from(
+                store
+                    .and_then(|s| s.path)
+                    .unwrap_or_else(|| "tollgate.db".into()),
+            ),
         };
         let providers: Vec<ProviderConfig> = raw_providers
             .into_iter()
@@ -257,7 +290,13 @@ impl Validator<'_> {
                 Some(key)
             })
             .collect();
-        Some(Config { server: server?, store, providers, models, keys })
+        Some(Config {
+            server: server?,
+            store,
+            providers,
+            models,
+            keys,
+        })
     }
 
     fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
@@ -265,7 +304,10 @@ impl Validator<'_> {
         let listen = match listen.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                self.issue("server.listen", format!("{listen:?} is not an address like 127.0.0.1:8080"));
+                self.issue(
+                    "server.listen",
+                    format!("{listen:?} is not an address like 127.0.0.1:8080"),
+                );
                 None
             }
         };
@@ -277,24 +319,36 @@ impl Validator<'_> {
             }
             Some(n) => usize::try_from(n).ok(),
         };
-        Some(ServerConfig { listen: listen?, max_body_bytes: max_body_bytes? })
+        Some(ServerConfig {
+            listen: listen?,
+            max_body_bytes: max_body_bytes?,
+        })
     }
 
     fn provider(&mut self, path: &str, name: String, raw: RawProvider) -> Option<ProviderConfig> {
         let Some(kind) = ProviderKind::from_name(&raw.kind) else {
             let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
-            self.issue(&format!("{path}.kind"), format!("unknown kind {:?} (known: {})", raw.kind, known.join(", ")));
+            self.issue(
+                &format!("{path}.kind"),
+                format!("unknown kind {:?} (known: {})", raw.kind, known.join(", ")),
+            );
             return None;
         };
         let base_url = match raw.base_url.as_deref().or(kind.default_base_url()) {
             None => {
-                self.issue(&format!("{path}.base_url"), format!("required for kind {}", kind.name()));
+                self.issue(
+                    &format!("{path}.base_url"),
+                    format!("required for kind {}", kind.name()),
+                );
                 None
             }
             Some(url) => match reqwest::Url::parse(url.trim_end_matches('/')) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(u),
                 _ => {
-                    self.issue(&format!("{path}.base_url"), format!("{url:?} is not an http(s) URL"));
+                    self.issue(
+                        &format!("{path}.base_url"),
+                        format!("{url:?} is not an http(s) URL"),
+                    );
                     None
                 }
             },
@@ -305,16 +359,34 @@ impl Validator<'_> {
             self.issue(&format!("{path}.api_keys"), "an API key is empty");
         }
         if keys.is_empty() && kind.requires_api_key() {
-            self.issue(&format!("{path}.api_keys"), format!("kind {} needs at least one API key", kind.name()));
+            self.issue(
+                &format!("{path}.api_keys"),
+                format!("kind {} needs at least one API key", kind.name()),
+            );
         }
         let mut timeouts = Timeouts::default();
         for (field, value, slot) in [
-            ("connect_timeout_ms", raw.connect_timeout_ms, &mut timeouts.connect),
-            ("request_timeout_ms", raw.request_timeout_ms, &mut timeouts.request),
-            ("stream_idle_timeout_ms", raw.stream_idle_timeout_ms, &mut timeouts.stream_idle),
+            (
+                "connect_timeout_ms",
+                raw.connect_timeout_ms,
+                &mut timeouts.connect,
+            ),
+            (
+                "request_timeout_ms",
+                raw.request_timeout_ms,
+                &mut timeouts.request,
+            ),
+            (
+                "stream_idle_timeout_ms",
+                raw.stream_idle_timeout_ms,
+                &mut timeouts.stream_idle,
+            ),
         ] {
             match value {
-                Some(0) => self.issues.push(ConfigIssue::new(&format!("{path}.{field}"), "must be greater than 0")),
+                Some(0) => self.issues.push(ConfigIssue::new(
+                    &format!("{path}.{field}"),
+                    "must be greater than 0",
+                )),
                 Some(ms) => *slot = Duration::from_millis(ms),
                 None => {}
             }
@@ -323,7 +395,11 @@ impl Validator<'_> {
             name,
             kind,
             base_url: base_url?,
-            api_keys: keys.into_iter().filter(|k| !k.is_empty()).map(Secret::new).collect(),
+            api_keys: keys
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect(),
             timeouts,
         })
     }
@@ -336,37 +412,61 @@ impl Validator<'_> {
         providers: &HashSet<&str>,
     ) -> Option<ModelConfig> {
         if raw.deployments.is_empty() {
-            self.issue(&format!("{path}.deployments"), "a model needs at least one deployment");
+            self.issue(
+                &format!("{path}.deployments"),
+                "a model needs at least one deployment",
+            );
         }
         let mut ok = true;
         for (i, RawDeployment { provider, model }) in raw.deployments.iter().enumerate() {
             if !providers.contains(provider.as_str()) {
-                self.issue(&format!("{path}.deployments[{i}].provider"), format!("no provider named {provider:?}"));
+                self.issue(
+                    &format!("{path}.deployments[{i}].provider"),
+                    format!("no provider named {provider:?}"),
+                );
                 ok = false;
             }
             if model.is_empty() {
-                self.issue(&format!("{path}.deployments[{i}].model"), "must not be empty");
+                self.issue(
+                    &format!("{path}.deployments[{i}].model"),
+                    "must not be empty",
+                );
                 ok = false;
             }
         }
         let deployments = raw
             .deployments
             .into_iter()
-            .map(|d| DeploymentConfig { provider: d.provider, model: d.model })
+            .map(|d| DeploymentConfig {
+                provider: d.provider,
+                model: d.model,
+            })
             .collect();
         ok.then_some(ModelConfig { name, deployments })
     }
 
-    fn key(&mut self, path: &str, name: String, raw: RawKey, models: &HashSet<&str>) -> Option<KeyConfig> {
+    fn key(
+        &mut self,
+        path: &str,
+        name: String,
+        raw: RawKey,
+        models: &HashSet<&str>,
+    ) -> Option<KeyConfig> {
         let hash = match (raw.sha256.as_deref(), raw.key_env.as_deref()) {
             (Some(hex), None) => KeyHash::from_hex(hex).or_else(|| {
-                self.issue(&format!("{path}.sha256"), "must be 64 hex characters (see `tollgate keys new`)");
+                self.issue(
+                    &format!("{path}.sha256"),
+                    "must be 64 hex characters (see `tollgate keys new`)",
+                );
                 None
             }),
             (None, Some(var)) => match self.env.var(var).filter(|v| !v.is_empty()) {
                 Some(raw_key) => Some(KeyHash::of(&raw_key)),
                 None => {
-                    self.issue(&format!("{path}.key_env"), format!("environment variable {var} is not set"));
+                    self.issue(
+                        &format!("{path}.key_env"),
+                        format!("environment variable {var} is not set"),
+                    );
                     None
                 }
             },
@@ -377,14 +477,20 @@ impl Validator<'_> {
         };
         let allowed = match raw.models {
             None => {
-                self.issue(&format!("{path}.models"), "list the models this key may use ([\"*\"] for all)");
+                self.issue(
+                    &format!("{path}.models"),
+                    "list the models this key may use ([\"*\"] for all)",
+                );
                 None
             }
             Some(list) if list.iter().any(|m| m == "*") => Some(AllowedModels::All),
             Some(list) => {
                 for (i, m) in list.iter().enumerate() {
                     if !models.contains(m.as_str()) {
-                        self.issue(&format!("{path}.models[{i}]"), format!("no model named {m:?}"));
+                        self.issue(
+                            &format!("{path}.models[{i}]"),
+                            format!("no model named {m:?}"),
+                        );
                     }
                 }
                 Some(AllowedModels::Only(list.into_iter().collect()))

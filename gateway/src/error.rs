@@ -41,7 +41,10 @@ pub enum GatewayError {
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<&'static str> },
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
     #[error("missing API key; send it as `Authorization: Bearer <key>`")]
     MissingApiKey,
     #[error("invalid API key")]
@@ -53,7 +56,11 @@ pub enum GatewayError {
     #[error("upstream {}: {}", .0.provider, .0.message)]
     UpstreamRejected(Box<UpstreamError>),
     #[error("upstream {provider} failed: {message}")]
-    UpstreamFailed { provider: String, status: Option<u16>, message: String },
+    UpstreamFailed {
+        provider: String,
+        status: Option<u16>,
+        message: String,
+    },
     #[error("upstream {provider} did not answer within {}ms", timeout.as_millis())]
     UpstreamTimeout { provider: String, timeout: Duration },
     #[error("cannot reach upstream {provider}: {message}")]
@@ -92,7 +99,9 @@ impl GatewayError {
             Self::UpstreamRejected(e) => {
                 !e.quota_exhausted && matches!(e.status.as_u16(), 408 | 409 | 429)
             }
-            Self::UpstreamFailed { .. } | Self::UpstreamTimeout { .. } | Self::UpstreamUnreachable { .. } => true,
+            Self::UpstreamFailed { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamUnreachable { .. } => true,
             _ => false,
         }
     }
@@ -107,9 +116,9 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::UpstreamRejected(e) => e.status,
-            Self::UpstreamFailed { .. } | Self::UpstreamUnreachable { .. } | Self::StreamTruncated { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::UpstreamFailed { .. }
+            | Self::UpstreamUnreachable { .. }
+            | Self::StreamTruncated { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -145,7 +154,10 @@ impl GatewayError {
         match self {
             Self::MissingApiKey | Self::InvalidApiKey => "authentication_error".into(),
             Self::ModelNotAllowed(_) => "permission_error".into(),
-            Self::UpstreamRejected(e) => e.error_type.clone().unwrap_or_else(|| "upstream_error".into()),
+            Self::UpstreamRejected(e) => e
+                .error_type
+                .clone()
+                .unwrap_or_else(|| "upstream_error".into()),
             Self::UpstreamFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamUnreachable { .. }
@@ -162,11 +174,17 @@ impl GatewayError {
             Self::UpstreamRejected(e) => (
                 e.message.clone(),
                 e.param.clone().unwrap_or(Value::Null),
-                if e.quota_exhausted { Value::String(self.code()) } else { e.code.clone().unwrap_or(Value::Null) },
+                if e.quota_exhausted {
+                    Value::String(self.code())
+                } else {
+                    e.code.clone().unwrap_or(Value::Null)
+                },
             ),
-            Self::InvalidRequest { message, param } => {
-                (message.clone(), param.map_or(Value::Null, |p| Value::String(p.into())), Value::String(self.code()))
-            }
+            Self::InvalidRequest { message, param } => (
+                message.clone(),
+                param.map_or(Value::Null, |p| Value::String(p.into())),
+                Value::String(self.code()),
+            ),
             _ => (self.to_string(), Value::Null, Value::String(self.code())),
         };
         json!({"error": {"message": message, "type": self.error_type(), "param": param, "code": code}})
@@ -190,7 +208,9 @@ impl IntoResponse for GatewayError {
             }
         }
         // The OpenAI SDKs honour `x-should-retry`; tell them when a retry is pointless.
-        if matches!(self.origin(), Origin::Client) || matches!(&self, Self::UpstreamRejected(e) if e.quota_exhausted) {
+        if matches!(self.origin(), Origin::Client)
+            || matches!(&self, Self::UpstreamRejected(e) if e.quota_exhausted)
+        {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
@@ -204,19 +224,41 @@ mod tests {
     #[test]
     fn client_errors_have_openai_shape_and_status() {
         let cases = [
-            (GatewayError::MalformedJson("eof".into()), 400, "invalid_json"),
-            (GatewayError::UnsupportedContentType("text/plain".into()), 415, "unsupported_content_type"),
-            (GatewayError::BodyTooLarge { limit: 10 }, 413, "body_too_large"),
+            (
+                GatewayError::MalformedJson("eof".into()),
+                400,
+                "invalid_json",
+            ),
+            (
+                GatewayError::UnsupportedContentType("text/plain".into()),
+                415,
+                "unsupported_content_type",
+            ),
+            (
+                GatewayError::BodyTooLarge { limit: 10 },
+                413,
+                "body_too_large",
+            ),
             (GatewayError::MissingApiKey, 401, "missing_api_key"),
             (GatewayError::InvalidApiKey, 401, "invalid_api_key"),
-            (GatewayError::ModelNotAllowed("m".into()), 403, "model_not_allowed"),
-            (GatewayError::UnknownModel("m".into()), 404, "model_not_found"),
+            (
+                GatewayError::ModelNotAllowed("m".into()),
+                403,
+                "model_not_allowed",
+            ),
+            (
+                GatewayError::UnknownModel("m".into()),
+                404,
+                "model_not_found",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
             let body = err.body();
             assert_eq!(body["error"]["code"], code);
-            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
             assert!(body["error"]["type"].is_string());
             assert!(body["error"].get("param").is_some());
             assert_eq!(err.origin(), Origin::Client);
@@ -226,10 +268,17 @@ mod tests {
 
     #[test]
     fn upstream_failures_map_to_gateway_statuses_and_are_retryable() {
-        let timeout = GatewayError::UpstreamTimeout { provider: "p".into(), timeout: Duration::from_secs(1) };
+        let timeout = GatewayError::UpstreamTimeout {
+            provider: "p".into(),
+            timeout: Duration::from_secs(1),
+        };
         assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(timeout.retryable());
-        let failed = GatewayError::UpstreamFailed { provider: "p".into(), status: Some(503), message: "x".into() };
+        let failed = GatewayError::UpstreamFailed {
+            provider: "p".into(),
+            status: Some(503),
+            message: "x".into(),
+        };
         assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
         assert!(failed.retryable());
     }

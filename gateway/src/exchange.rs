@@ -108,14 +108,20 @@ impl Exchange {
     pub fn finish(self, ending: Ending) {
         let elapsed = self.started.elapsed();
         let (provider, provider_kind, deployment, upstream_model) = match &self.deployment {
-            Some(d) => (d.provider.name.clone(), d.provider.kind.name().to_string(), d.id.clone(), d.upstream_model.clone()),
+            Some(d) => (
+                d.provider.name.clone(),
+                d.provider.kind.name().to_string(),
+                d.id.clone(),
+                d.upstream_model.clone(),
+            ),
             None => (String::new(), String::new(), String::new(), String::new()),
         };
         let event = UsageEvent {
             schema_version: USAGE_SCHEMA_VERSION,
             event_id: self.event_id,
             started_at_ms: self.started_at_ms,
-            finished_at_ms: self.started_at_ms + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+            finished_at_ms: self.started_at_ms
+                + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
             tenant: self.principal.tenant.clone(),
             team: self.principal.team.clone(),
             key_id: self.principal.key_id.clone(),
@@ -132,7 +138,9 @@ impl Exchange {
             error_code: ending.error_code,
             attempts: self.attempts,
             latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            ttft_ms: self.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            ttft_ms: self
+                .ttft
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             usage: ending.usage,
             usage_source: ending.usage_source,
         };
@@ -154,7 +162,10 @@ impl Exchange {
 
 /// Adds `x-request-id` (the usage event's id) so a client can quote it.
 #[must_use]
-pub fn with_request_id(mut response: axum::response::Response, id: Uuid) -> axum::response::Response {
+pub fn with_request_id(
+    mut response: axum::response::Response,
+    id: Uuid,
+) -> axum::response::Response {
     if let Ok(v) = http::HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -162,5 +173,6 @@ pub fn with_request_id(mut response: axum::response::Response, id: Uuid) -> axum
 }
 
 fn epoch_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

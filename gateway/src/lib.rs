@@ -76,7 +76,11 @@ impl Gateway {
     ///
     /// # Errors
     /// When the listener fails.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
         let Self { state, worker } = self;
         let app = routes::router(state);
         // Nagle plus delayed ACKs costs ~40 ms per small response (design §3.5).
@@ -89,7 +93,10 @@ impl Gateway {
             .map_err(|e| GatewayError::Internal(format!("server failed: {e}")));
         // Graceful shutdown waited for every connection, so every exchange has emitted its event.
         let closed = tokio::task::spawn_blocking(move || worker.close());
-        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, closed).await.is_err() {
+        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, closed)
+            .await
+            .is_err()
+        {
             tracing::error!("usage writer did not finish within {SINK_CLOSE_TIMEOUT:?}");
         }
         served

@@ -9,10 +9,20 @@ use tollgate_gateway::config::{Config, ProcessEnv};
 use tollgate_gateway::Gateway;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "An OpenAI-compatible AI gateway with exact metering")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An OpenAI-compatible AI gateway with exact metering"
+)]
 struct Cli {
     /// Config file (TOML).
-    #[arg(short, long, global = true, env = "TOLLGATE_CONFIG", default_value = "tollgate.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "TOLLGATE_CONFIG",
+        default_value = "tollgate.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,11 +59,16 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Keys { command: KeysCommand::New } => {
+        Command::Keys {
+            command: KeysCommand::New,
+        } => {
             let (key, hash) = generate_key();
             println!("key:    {key}");
             println!("sha256: {}", hash.to_hex());
-            println!("\nGive the key to the client; put only the hash in the config:\n  sha256 = \"{}\"", hash.to_hex());
+            println!(
+                "\nGive the key to the client; put only the hash in the config:\n  sha256 = \"{}\"",
+                hash.to_hex()
+            );
             Ok(())
         }
         Command::Check => {
@@ -74,7 +89,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     init_tracing();
     let config = Config::load(path, &ProcessEnv)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await

@@ -42,9 +42,13 @@ impl Provider {
             .api_keys
             .iter()
             .map(|key| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    GatewayError::Internal(format!("an API key of provider {} has invalid characters", config.name))
-                })?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| {
+                        GatewayError::Internal(format!(
+                            "an API key of provider {} has invalid characters",
+                            config.name
+                        ))
+                    })?;
                 value.set_sensitive(true);
                 Ok(value)
             })

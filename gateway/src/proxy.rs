@@ -12,8 +12,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
-use tollgate_schemas::{Endpoint, Outcome, UsageSource};
 use tokio::time::Instant;
+use tollgate_schemas::{Endpoint, Outcome, UsageSource};
 
 use crate::error::GatewayError;
 use crate::exchange::{with_request_id, Ending, Exchange};
@@ -35,23 +35,33 @@ struct ClientRequest {
 }
 
 impl ClientRequest {
-    fn read(endpoint: Endpoint, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, limit: usize) -> Result<(Self, usize), GatewayError> {
+    fn read(
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+        limit: usize,
+    ) -> Result<(Self, usize), GatewayError> {
         if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default();
             let mime = ct.split(';').next().unwrap_or_default().trim();
             if !mime.eq_ignore_ascii_case("application/json") {
-                return Err(GatewayError::UnsupportedContentType(ct.chars().take(100).collect()));
+                return Err(GatewayError::UnsupportedContentType(
+                    ct.chars().take(100).collect(),
+                ));
             }
         }
         let bytes = body.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 GatewayError::BodyTooLarge { limit }
             } else {
-                GatewayError::InvalidRequest { message: format!("cannot read the request body: {rejection}"), param: None }
+                GatewayError::InvalidRequest {
+                    message: format!("cannot read the request body: {rejection}"),
+                    param: None,
+                }
             }
         })?;
-        let body: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let body: Map<String, Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => {
@@ -65,10 +75,16 @@ impl ClientRequest {
             (_, None | Some(Value::Null)) => false,
             (Endpoint::ChatCompletions, Some(Value::Bool(b))) => *b,
             (Endpoint::ChatCompletions, Some(_)) => {
-                return Err(GatewayError::InvalidRequest { message: "`stream` must be a boolean".into(), param: Some("stream") })
+                return Err(GatewayError::InvalidRequest {
+                    message: "`stream` must be a boolean".into(),
+                    param: Some("stream"),
+                })
             }
             (Endpoint::Embeddings, Some(_)) => {
-                return Err(GatewayError::InvalidRequest { message: "embeddings cannot stream".into(), param: Some("stream") })
+                return Err(GatewayError::InvalidRequest {
+                    message: "embeddings cannot stream".into(),
+                    param: Some("stream"),
+                })
             }
         };
         let include_usage = body
@@ -76,36 +92,65 @@ impl ClientRequest {
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        Ok((Self { body, model, stream, include_usage }, bytes.len()))
+        Ok((
+            Self {
+                body,
+                model,
+                stream,
+                include_usage,
+            },
+            bytes.len(),
+        ))
     }
 
     fn end_user(&self) -> Option<String> {
-        self.body.get("user").and_then(Value::as_str).map(|u| u.chars().take(256).collect())
+        self.body
+            .get("user")
+            .and_then(Value::as_str)
+            .map(|u| u.chars().take(256).collect())
     }
 
     /// The body for `deployment`, serialized.
-    fn upstream_body(mut self, endpoint: Endpoint, deployment: &Deployment) -> Result<Vec<u8>, GatewayError> {
+    fn upstream_body(
+        mut self,
+        endpoint: Endpoint,
+        deployment: &Deployment,
+    ) -> Result<Vec<u8>, GatewayError> {
         match endpoint {
             Endpoint::ChatCompletions => {
-                request::prepare_chat(deployment.provider.kind, &mut self.body, &deployment.upstream_model, self.stream);
+                request::prepare_chat(
+                    deployment.provider.kind,
+                    &mut self.body,
+                    &deployment.upstream_model,
+                    self.stream,
+                );
             }
-            Endpoint::Embeddings => request::prepare_embeddings(&mut self.body, &deployment.upstream_model),
+            Endpoint::Embeddings => {
+                request::prepare_embeddings(&mut self.body, &deployment.upstream_model)
+            }
         }
-        serde_json::to_vec(&self.body).map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
+        serde_json::to_vec(&self.body)
+            .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
     }
 }
 
 /// Serves one OpenAI-API request end to end.
-pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn handle(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let principal = match state.keys.authenticate(&headers) {
         Ok(p) => p,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     let mut ex = Exchange::begin(&state.sink, principal, endpoint);
-    let (request, request_bytes) = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
-        Ok(r) => r,
-        Err(e) => return ex.refuse(e),
-    };
+    let (request, request_bytes) =
+        match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
+            Ok(r) => r,
+            Err(e) => return ex.refuse(e),
+        };
     ex.request_bytes = request_bytes;
     ex.model = request.model.clone();
     ex.stream = request.stream;
@@ -133,10 +178,13 @@ pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, headers: HeaderMap
     let provider = &deployment.provider;
     let deadline = Instant::now() + provider.timeouts.request;
     ex.attempts = 1;
-    let sent = tokio::time::timeout_at(deadline, provider.post(endpoint, upstream_body).send()).await;
+    let sent =
+        tokio::time::timeout_at(deadline, provider.post(endpoint, upstream_body).send()).await;
     let upstream = match sent {
         Err(_) => return ex.refuse(timeout(&deployment, provider.timeouts.request)),
-        Ok(Err(e)) => return ex.refuse(transport_error(&deployment, &e, provider.timeouts.request)),
+        Ok(Err(e)) => {
+            return ex.refuse(transport_error(&deployment, &e, provider.timeouts.request))
+        }
         Ok(Ok(r)) => r,
     };
     if !stream {
@@ -145,15 +193,25 @@ pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, headers: HeaderMap
     let status = upstream.status();
     if !status.is_success() {
         let headers = upstream.headers().clone();
-        let body = read_capped(upstream, deadline, MAX_ERROR_BODY).await.unwrap_or_default();
-        return ex.refuse(upstream_error::classify(&provider.name, provider.kind, status, &headers, &body));
+        let body = read_capped(upstream, deadline, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        return ex.refuse(upstream_error::classify(
+            &provider.name,
+            provider.kind,
+            status,
+            &headers,
+            &body,
+        ));
     }
     if stream {
         return relay::start(ex, upstream, include_usage, provider.timeouts.stream_idle);
     }
     let body = match tokio::time::timeout_at(deadline, upstream.bytes()).await {
         Err(_) => return ex.refuse(timeout(&deployment, provider.timeouts.request)),
-        Ok(Err(e)) => return ex.refuse(transport_error(&deployment, &e, provider.timeouts.request)),
+        Ok(Err(e)) => {
+            return ex.refuse(transport_error(&deployment, &e, provider.timeouts.request))
+        }
         Ok(Ok(b)) => b,
     };
     complete_plain(ex, &deployment, body)
@@ -168,7 +226,8 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
             message: "the upstream answered 200 with a body that is not a JSON object".into(),
         });
     };
-    let found = usage::find_usage(&parsed).map(|u| (usage::usage_vector(u), u.contains_key("cached_tokens")));
+    let found = usage::find_usage(&parsed)
+        .map(|u| (usage::usage_vector(u), u.contains_key("cached_tokens")));
     let (vector, source) = match found {
         Some((v, _)) => (v, UsageSource::Provider),
         None => (Default::default(), UsageSource::None),
@@ -185,7 +244,13 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
         _ => body,
     };
     let id = ex.event_id;
-    ex.finish(Ending { outcome: Outcome::Success, http_status: 200, error_code: None, usage: vector, usage_source: source });
+    ex.finish(Ending {
+        outcome: Outcome::Success,
+        http_status: 200,
+        error_code: None,
+        usage: vector,
+        usage_source: source,
+    });
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -194,11 +259,17 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
     with_request_id(response, id)
 }
 
-async fn read_capped(mut response: reqwest::Response, deadline: Instant, cap: usize) -> Option<Vec<u8>> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    deadline: Instant,
+    cap: usize,
+) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     while out.len() < cap {
         match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())]),
+            Ok(Ok(Some(chunk))) => {
+                out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())])
+            }
             Ok(Ok(None)) => break,
             _ => return if out.is_empty() { None } else { Some(out) },
         }
@@ -207,14 +278,24 @@ async fn read_capped(mut response: reqwest::Response, deadline: Instant, cap: us
 }
 
 fn timeout(deployment: &Deployment, after: Duration) -> GatewayError {
-    GatewayError::UpstreamTimeout { provider: deployment.provider.name.clone(), timeout: after }
+    GatewayError::UpstreamTimeout {
+        provider: deployment.provider.name.clone(),
+        timeout: after,
+    }
 }
 
 /// Maps a transport failure; reqwest's message is kept without the URL.
-pub fn transport_error(deployment: &Deployment, e: &reqwest::Error, after: Duration) -> GatewayError {
+pub fn transport_error(
+    deployment: &Deployment,
+    e: &reqwest::Error,
+    after: Duration,
+) -> GatewayError {
     let provider = deployment.provider.name.clone();
     if e.is_timeout() {
-        return GatewayError::UpstreamTimeout { provider, timeout: after };
+        return GatewayError::UpstreamTimeout {
+            provider,
+            timeout: after,
+        };
     }
     let mut message = error_chain(e);
     if e.is_connect() {
@@ -223,7 +304,11 @@ pub fn transport_error(deployment: &Deployment, e: &reqwest::Error, after: Durat
     if message.is_empty() {
         message = "the upstream connection failed".into();
     }
-    GatewayError::UpstreamFailed { provider, status: None, message }
+    GatewayError::UpstreamFailed {
+        provider,
+        status: None,
+        message,
+    }
 }
 
 fn error_chain(e: &reqwest::Error) -> String {

@@ -33,7 +33,12 @@ const CLOSE_AFTER_DONE: Duration = Duration::from_secs(1);
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// Starts relaying `upstream` and returns the client's streaming response.
-pub fn start(ex: Exchange, upstream: reqwest::Response, client_wants_usage: bool, idle: Duration) -> Response {
+pub fn start(
+    ex: Exchange,
+    upstream: reqwest::Response,
+    client_wants_usage: bool,
+    idle: Duration,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let id = ex.event_id;
     let relay = StreamRelay {
@@ -83,12 +88,19 @@ struct StreamRelay {
 
 impl StreamRelay {
     async fn run(mut self, upstream: reqwest::Response) {
-        let provider = self.ex.deployment.as_ref().map(|d| d.provider.name.clone()).unwrap_or_default();
+        let provider = self
+            .ex
+            .deployment
+            .as_ref()
+            .map(|d| d.provider.name.clone())
+            .unwrap_or_default();
         let mut body = upstream.bytes_stream();
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let end = loop {
             let wait = match drain_deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()).min(self.idle),
+                Some(d) => d
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(self.idle),
                 None => self.idle,
             };
             match tokio::time::timeout(wait, body.next()).await {
@@ -150,7 +162,11 @@ impl StreamRelay {
         // The event is emitted before the client's stream closes: once the last connection ends, a
         // shutting-down gateway closes its sink, and this event must be in it.
         let trailer = self.trailer(truncated.as_ref());
-        let tx = if self.client_gone { None } else { self.tx.take() };
+        let tx = if self.client_gone {
+            None
+        } else {
+            self.tx.take()
+        };
         let clean = truncated.is_none();
         self.finish(truncated);
         if let Some(tx) = tx {
@@ -158,7 +174,10 @@ impl StreamRelay {
         }
         if clean {
             // Let the upstream finish its body so the pooled connection can be reused.
-            let _ = tokio::time::timeout(CLOSE_AFTER_DONE, async { while body.next().await.is_some() {} }).await;
+            let _ = tokio::time::timeout(CLOSE_AFTER_DONE, async {
+                while body.next().await.is_some() {}
+            })
+            .await;
         }
     }
 
@@ -188,6 +207,14 @@ impl StreamRelay {
         }
         let Some(found) = usage::find_usage(&chunk) else {
             self.content_chunks += 1;
+            // `"usage": null` on every chunk is what asking for usage looks like upstream (OpenAI); a client
+            // that did not ask gets chunks without the field, as OpenAI would have sent them.
+            if !self.client_wants_usage && chunk.remove("usage").is_some() {
+                if let Ok(bytes) = serde_json::to_vec(&chunk) {
+                    forward(out, &bytes);
+                    return false;
+                }
+            }
             forward(out, payload);
             return false;
         };
@@ -203,7 +230,10 @@ impl StreamRelay {
         self.last_usage = Some((envelope, vector));
 
         // Usage goes to the client only once, at the end: strip it here.
-        let choices_empty = chunk.get("choices").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        let choices_empty = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
         if choices_empty {
             return false;
         }
@@ -257,12 +287,19 @@ impl StreamRelay {
             (None, 0) => (UsageVector::default(), UsageSource::None),
             (None, n) => (
                 // OpenAI-family servers send about one token per content chunk.
-                UsageVector { prompt_tokens: self.ex.estimated_prompt_tokens(), completion_tokens: n, ..UsageVector::default() },
+                UsageVector {
+                    prompt_tokens: self.ex.estimated_prompt_tokens(),
+                    completion_tokens: n,
+                    ..UsageVector::default()
+                },
                 UsageSource::Estimated,
             ),
         };
         let (outcome, error_code) = if self.client_gone {
-            (Outcome::ClientDisconnected, Some("client_disconnected".to_string()))
+            (
+                Outcome::ClientDisconnected,
+                Some("client_disconnected".to_string()),
+            )
         } else if let Some(e) = &truncated {
             (Outcome::UpstreamError, Some(e.code()))
         } else if let Some(code) = self.upstream_error.clone() {
@@ -275,7 +312,13 @@ impl StreamRelay {
                 tracing::warn!(target: "tollgate::relay", request_id = %self.ex.event_id, error = %e, "stream truncated");
             }
         }
-        self.ex.finish(Ending { outcome, http_status: 200, error_code, usage, usage_source });
+        self.ex.finish(Ending {
+            outcome,
+            http_status: 200,
+            error_code,
+            usage,
+            usage_source,
+        });
     }
 }
 

@@ -23,6 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
+        .route("/v1/models/{*model}", get(models::retrieve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -35,7 +36,9 @@ async fn not_found(method: Method, uri: Uri) -> impl IntoResponse {
     let message = format!("unknown route {method} {}", uri.path());
     (
         http::StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "unknown_route"}})),
+        axum::Json(
+            json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "unknown_route"}}),
+        ),
     )
 }
 
@@ -43,6 +46,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
     let message = format!("method {method} is not allowed on {}", uri.path());
     (
         http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}})),
+        axum::Json(
+            json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}}),
+        ),
     )
 }

@@ -49,9 +49,13 @@ impl ModelRouter {
                 .deployments
                 .iter()
                 .map(|d| {
-                    let provider = providers.get(d.provider.as_str()).cloned().ok_or_else(|| {
-                        GatewayError::Internal(format!("model {} names unknown provider {}", model.name, d.provider))
-                    })?;
+                    let provider =
+                        providers.get(d.provider.as_str()).cloned().ok_or_else(|| {
+                            GatewayError::Internal(format!(
+                                "model {} names unknown provider {}",
+                                model.name, d.provider
+                            ))
+                        })?;
                     Ok(Arc::new(Deployment {
                         id: format!("{}/{}", d.provider, d.model),
                         provider,
@@ -59,7 +63,13 @@ impl ModelRouter {
                     }))
                 })
                 .collect::<Result<Vec<_>, GatewayError>>()?;
-            models.insert(model.name.clone(), ModelRoute { deployments, next: AtomicUsize::new(0) });
+            models.insert(
+                model.name.clone(),
+                ModelRoute {
+                    deployments,
+                    next: AtomicUsize::new(0),
+                },
+            );
         }
         Ok(Self { models })
     }
@@ -82,10 +92,15 @@ impl ModelRouter {
     /// # Errors
     /// [`GatewayError::UnknownModel`] when no model has that name.
     pub fn pick(&self, model: &str) -> Result<Arc<Deployment>, GatewayError> {
-        let route = self.models.get(model).ok_or_else(|| GatewayError::UnknownModel(model.into()))?;
+        let route = self
+            .models
+            .get(model)
+            .ok_or_else(|| GatewayError::UnknownModel(model.into()))?;
         let len = route.deployments.len();
         if len == 0 {
-            return Err(GatewayError::Internal(format!("model {model:?} has no deployment")));
+            return Err(GatewayError::Internal(format!(
+                "model {model:?} has no deployment"
+            )));
         }
         let i = route.next.fetch_add(1, Ordering::Relaxed) % len;
         Ok(route.deployments[i].clone())

@@ -75,7 +75,11 @@ mod tests {
         let mut d = SseDecoder::default();
         let mut out: Vec<String> = Vec::new();
         for p in parts {
-            out.extend(d.push(p).iter().map(|b| String::from_utf8(b.to_vec()).unwrap()));
+            out.extend(
+                d.push(p)
+                    .iter()
+                    .map(|b| String::from_utf8(b.to_vec()).unwrap()),
+            );
         }
         out.extend(d.finish().map(|b| String::from_utf8(b.to_vec()).unwrap()));
         out
@@ -83,11 +87,17 @@ mod tests {
 
     #[test]
     fn decodes_events_split_at_every_byte() {
-        let body = "data: {\"a\":1}\n\n: comment\nevent: x\ndata: {\"b\":\"é\"}\r\n\r\ndata:[DONE]\n\n".as_bytes();
+        let body =
+            "data: {\"a\":1}\n\n: comment\nevent: x\ndata: {\"b\":\"é\"}\r\n\r\ndata:[DONE]\n\n"
+                .as_bytes();
         let whole = all(&[body]);
         assert_eq!(whole, ["{\"a\":1}", "{\"b\":\"é\"}", "[DONE]"]);
         for split in 0..body.len() {
-            assert_eq!(all(&[&body[..split], &body[split..]]), whole, "split at {split}");
+            assert_eq!(
+                all(&[&body[..split], &body[split..]]),
+                whole,
+                "split at {split}"
+            );
         }
         let bytes: Vec<&[u8]> = body.chunks(1).collect();
         assert_eq!(all(&bytes), whole);

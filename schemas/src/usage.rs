@@ -157,7 +157,8 @@ mod tests {
         assert_eq!(event.end_user, None);
         assert_eq!(event.usage.total_tokens(), 7);
         let again: UsageEvent =
-            serde_json::from_str(&serde_json::to_string(&event).expect("encodes")).expect("decodes");
+            serde_json::from_str(&serde_json::to_string(&event).expect("encodes"))
+                .expect("decodes");
         assert_eq!(again, event);
     }
 }

@@ -73,7 +73,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -121,7 +124,11 @@ impl MockUpstream {
     /// Everything received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.recorded.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .recorded
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -133,11 +140,26 @@ impl Drop for MockUpstream {
 
 fn router(state: MockState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(|s, h, b| chat(s, "openai".into(), h, b)))
-        .route("/v1/embeddings", post(|s, h, b| embeddings(s, "openai".into(), h, b)))
-        .route("/{dialect}/v1/chat/completions", post(|s, Path(d): Path<String>, h, b| chat(s, d, h, b)))
-        .route("/{dialect}/v1/embeddings", post(|s, Path(d): Path<String>, h, b| embeddings(s, d, h, b)))
-        .route("/__mock/requests", get(list_requests).delete(clear_requests))
+        .route(
+            "/v1/chat/completions",
+            post(|s, h, b| chat(s, "openai".into(), h, b)),
+        )
+        .route(
+            "/v1/embeddings",
+            post(|s, h, b| embeddings(s, "openai".into(), h, b)),
+        )
+        .route(
+            "/{dialect}/v1/chat/completions",
+            post(|s, Path(d): Path<String>, h, b| chat(s, d, h, b)),
+        )
+        .route(
+            "/{dialect}/v1/embeddings",
+            post(|s, Path(d): Path<String>, h, b| embeddings(s, d, h, b)),
+        )
+        .route(
+            "/__mock/requests",
+            get(list_requests).delete(clear_requests),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -145,33 +167,62 @@ fn router(state: MockState) -> Router {
 fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value) {
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     if let Ok(mut r) = state.recorded.lock() {
-        r.push(RecordedRequest { path, headers, body });
+        r.push(RecordedRequest {
+            path,
+            headers,
+            body,
+        });
     }
 }
 
-async fn chat(State(state): State<MockState>, dialect: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(
+    State(state): State<MockState>,
+    dialect: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(dialect) = Dialect::from_prefix(&dialect) else {
         return reply::not_found(&dialect);
     };
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return reply::bad_json();
     };
-    record(&state, format!("/{}/v1/chat/completions", dialect.prefix()), &headers, json.clone());
+    record(
+        &state,
+        format!("/{}/v1/chat/completions", dialect.prefix()),
+        &headers,
+        json.clone(),
+    );
     let directives = Directives::of(&json);
     reply::chat(dialect, &json, directives).await
 }
 
-async fn embeddings(State(state): State<MockState>, dialect: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn embeddings(
+    State(state): State<MockState>,
+    dialect: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(dialect) = Dialect::from_prefix(&dialect) else {
         return reply::not_found(&dialect);
     };
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return reply::bad_json();
     };
-    record(&state, format!("/{}/v1/embeddings", dialect.prefix()), &headers, json.clone());
+    record(
+        &state,
+        format!("/{}/v1/embeddings", dialect.prefix()),
+        &headers,
+        json.clone(),
+    );
     let directives = Directives::of(&json);
     reply::embeddings(&json, directives).await
 }

@@ -13,16 +13,21 @@ use tollgate_schemas::{Endpoint, Outcome, UsageSource, UsageVector};
 async fn plain_chat_passes_the_upstream_answer_and_meters_it() {
     let h = Harness::start().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o-mini", "messages": user("two words"), "user": "alice",
+        .chat(
+            &json!({"model": "gpt-4o-mini", "messages": user("two words"), "user": "alice",
             "max_completion_tokens": 32, "seed": 7, "logprobs": false, "n": 1,
-            "response_format": {"type": "text"}, "metadata": {"x": "y"}}))
+            "response_format": {"type": "text"}, "metadata": {"x": "y"}}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let id = request_id(&r);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["choices"][0]["message"]["content"], "tok0 tok1 tok2 tok3 ");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "tok0 tok1 tok2 tok3 "
+    );
     assert_eq!(body["usage"]["prompt_tokens"], 5);
     assert_eq!(body["usage"]["completion_tokens"], 4);
 
@@ -30,18 +35,47 @@ async fn plain_chat_passes_the_upstream_answer_and_meters_it() {
     let sent = &h.mock.requests()[0];
     assert_eq!(sent.path, "/openai/v1/chat/completions");
     assert_eq!(sent.body["model"], "gpt-4o-mini");
-    for field in ["seed", "logprobs", "n", "response_format", "metadata", "user", "max_completion_tokens", "messages"] {
+    for field in [
+        "seed",
+        "logprobs",
+        "n",
+        "response_format",
+        "metadata",
+        "user",
+        "max_completion_tokens",
+        "messages",
+    ] {
         assert!(sent.body.get(field).is_some(), "{field} was dropped");
     }
     assert!(sent.body.get("stream_options").is_none());
 
     let e = h.event(&id).await;
-    assert_eq!((e.tenant.as_str(), e.team.as_str(), e.key_id.as_str()), ("acme", "search", "all"));
+    assert_eq!(
+        (e.tenant.as_str(), e.team.as_str(), e.key_id.as_str()),
+        ("acme", "search", "all")
+    );
     assert_eq!(e.end_user.as_deref(), Some("alice"));
     assert_eq!(e.endpoint, Endpoint::ChatCompletions);
-    assert_eq!((e.provider.as_str(), e.provider_kind.as_str(), e.deployment.as_str()), ("mock", "openai", "mock/gpt-4o-mini"));
-    assert_eq!((e.outcome, e.http_status, e.attempts, e.stream), (Outcome::Success, 200, 1, false));
-    assert_eq!(e.usage, UsageVector { prompt_tokens: 5, completion_tokens: 4, ..UsageVector::default() });
+    assert_eq!(
+        (
+            e.provider.as_str(),
+            e.provider_kind.as_str(),
+            e.deployment.as_str()
+        ),
+        ("mock", "openai", "mock/gpt-4o-mini")
+    );
+    assert_eq!(
+        (e.outcome, e.http_status, e.attempts, e.stream),
+        (Outcome::Success, 200, 1, false)
+    );
+    assert_eq!(
+        e.usage,
+        UsageVector {
+            prompt_tokens: 5,
+            completion_tokens: 4,
+            ..UsageVector::default()
+        }
+    );
     assert_eq!(e.usage_source, UsageSource::Provider);
     assert!(e.ttft_ms.is_some() && e.finished_at_ms >= e.started_at_ms);
 }
@@ -50,35 +84,81 @@ async fn plain_chat_passes_the_upstream_answer_and_meters_it() {
 async fn upstream_keys_rotate_round_robin_and_never_leak_the_client_key() {
     let h = Harness::start().await;
     for _ in 0..6 {
-        assert_eq!(h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")})).await.status(), 200);
+        assert_eq!(
+            h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")}))
+                .await
+                .status(),
+            200
+        );
     }
-    let auth: Vec<String> = h.mock.requests().iter().map(|r| r.header("authorization").unwrap().to_string()).collect();
+    let auth: Vec<String> = h
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_string())
+        .collect();
     assert_eq!(
         auth,
-        ["sk-upstream-a", "sk-upstream-b", "sk-upstream-c", "sk-upstream-a", "sk-upstream-b", "sk-upstream-c"]
-            .map(|k| format!("Bearer {k}"))
+        [
+            "sk-upstream-a",
+            "sk-upstream-b",
+            "sk-upstream-c",
+            "sk-upstream-a",
+            "sk-upstream-b",
+            "sk-upstream-c"
+        ]
+        .map(|k| format!("Bearer {k}"))
     );
 }
 
 #[tokio::test]
 async fn stream_without_include_usage_has_no_usage_but_is_metered() {
     let h = Harness::start().await;
-    let r = h.chat(&json!({"model": "gpt-4o-mini", "messages": user("a b c"), "stream": true})).await;
+    let r = h
+        .chat(&json!({"model": "gpt-4o-mini", "messages": user("a b c"), "stream": true}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let id = request_id(&r);
     let payloads = sse_payloads(&r.text().await.unwrap());
     assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
-    assert_eq!(chunks.len(), 6, "role chunk, 4 content chunks, finish chunk");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "usage leaked: {chunks:?}");
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(
+        chunks.len(),
+        6,
+        "role chunk, 4 content chunks, finish chunk"
+    );
+    // Not even `"usage": null`: the chunks look as they would had usage never been asked for upstream.
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "usage leaked: {chunks:?}"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "tok0 tok1 tok2 tok3 ");
     // Usage was requested upstream all the same.
-    assert_eq!(h.mock.requests()[0].body["stream_options"], json!({"include_usage": true}));
+    assert_eq!(
+        h.mock.requests()[0].body["stream_options"],
+        json!({"include_usage": true})
+    );
     let e = h.wait_event(&id).await;
-    assert_eq!(e.usage, UsageVector { prompt_tokens: 6, completion_tokens: 4, ..UsageVector::default() });
-    assert_eq!((e.outcome, e.usage_source, e.stream), (Outcome::Success, UsageSource::Provider, true));
+    assert_eq!(
+        e.usage,
+        UsageVector {
+            prompt_tokens: 6,
+            completion_tokens: 4,
+            ..UsageVector::default()
+        }
+    );
+    assert_eq!(
+        (e.outcome, e.usage_source, e.stream),
+        (Outcome::Success, UsageSource::Provider, true)
+    );
 }
 
 #[tokio::test]
@@ -102,7 +182,10 @@ async fn stream_with_include_usage_ends_with_one_usage_chunk_then_done() {
     assert_eq!(last["object"], "chat.completion.chunk");
     assert_eq!(last["usage"]["completion_tokens"], 4);
     assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
-    assert_eq!(last["usage"]["completion_tokens_details"]["reasoning_tokens"], 1);
+    assert_eq!(
+        last["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        1
+    );
 }
 
 /// Each provider dialect puts stream usage somewhere else; the client always gets OpenAI's shape, and
@@ -119,31 +202,56 @@ async fn every_stream_usage_dialect_is_metered_once_and_normalised() {
             assert_eq!(r.status(), 200, "{model}");
             let id = request_id(&r);
             let payloads = sse_payloads(&r.text().await.unwrap());
-            assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"), "{model}");
-            let chunks: Vec<Value> =
-                payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+            assert_eq!(
+                payloads.last().map(String::as_str),
+                Some("[DONE]"),
+                "{model}"
+            );
+            let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+                .iter()
+                .map(|p| serde_json::from_str(p).unwrap())
+                .collect();
             let with_usage: Vec<&Value> = chunks
                 .iter()
                 .filter(|c| {
                     c.get("usage").is_some_and(|u| !u.is_null())
-                        || c["choices"].as_array().unwrap().iter().any(|ch| ch.get("usage").is_some())
+                        || c["choices"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|ch| ch.get("usage").is_some())
                 })
                 .collect();
             if include_usage {
                 assert_eq!(with_usage.len(), 1, "{model}: {chunks:?}");
                 let u = &with_usage[0]["usage"];
                 assert_eq!(with_usage[0]["choices"], json!([]), "{model}");
-                assert_eq!((u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()), (Some(6), Some(5)), "{model}");
+                assert_eq!(
+                    (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()),
+                    (Some(6), Some(5)),
+                    "{model}"
+                );
                 assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 3, "{model}");
             } else {
-                assert!(with_usage.is_empty(), "{model}: usage leaked {with_usage:?}");
+                assert!(
+                    with_usage.is_empty(),
+                    "{model}: usage leaked {with_usage:?}"
+                );
             }
-            let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+            let content: String = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+                .collect();
             assert_eq!(content, "tok0 tok1 tok2 tok3 tok4 ", "{model}");
             let e = h.wait_event(&id).await;
             assert_eq!(
                 e.usage,
-                UsageVector { prompt_tokens: 6, completion_tokens: 5, cached_read_tokens: 3, ..UsageVector::default() },
+                UsageVector {
+                    prompt_tokens: 6,
+                    completion_tokens: 5,
+                    cached_read_tokens: 3,
+                    ..UsageVector::default()
+                },
                 "{model}"
             );
             assert_eq!(e.usage_source, UsageSource::Provider);
@@ -167,10 +275,19 @@ async fn plain_moonshot_usage_is_normalised_for_the_client() {
 #[tokio::test]
 async fn provider_quirks_are_applied_on_the_way_up() {
     let h = Harness::start().await;
-    let messages = json!([{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]);
-    h.chat(&json!({"model": "yi", "messages": messages, "max_completion_tokens": 5})).await;
-    h.chat(&json!({"model": "glm", "messages": user("hi"), "top_p": 1, "stop": "END", "stream": true})).await.text().await.unwrap();
-    h.chat(&json!({"model": "qwen", "messages": user("hi"), "max_completion_tokens": 5})).await;
+    let messages =
+        json!([{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]);
+    h.chat(&json!({"model": "yi", "messages": messages, "max_completion_tokens": 5}))
+        .await;
+    h.chat(
+        &json!({"model": "glm", "messages": user("hi"), "top_p": 1, "stop": "END", "stream": true}),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    h.chat(&json!({"model": "qwen", "messages": user("hi"), "max_completion_tokens": 5}))
+        .await;
     let sent = h.mock.requests();
     let yi = &sent[0].body;
     assert_eq!(yi["messages"][0]["role"], "system");
@@ -178,15 +295,26 @@ async fn provider_quirks_are_applied_on_the_way_up() {
     let glm = &sent[1].body;
     assert_eq!(glm["top_p"], 0.99);
     assert_eq!(glm["stop"], json!(["END"]));
-    assert!(glm.get("stream_options").is_none(), "zhipu sends stream usage unasked");
+    assert!(
+        glm.get("stream_options").is_none(),
+        "zhipu sends stream usage unasked"
+    );
     assert_eq!(sent[2].body["max_tokens"], 5);
 }
 
 #[tokio::test]
 async fn recorded_openai_streams_pass_through_byte_for_byte() {
     let h = Harness::start().await;
-    for fixture in ["parse_pydantic_tool", "parse_multiple_pydantic_tools", "content_logprobs_events", "parse_pydantic_model_multiple_choices"] {
-        let path = format!("{}/fixtures/openai/chat-completions-streaming/{fixture}.sse", env!("CARGO_MANIFEST_DIR"));
+    for fixture in [
+        "parse_pydantic_tool",
+        "parse_multiple_pydantic_tools",
+        "content_logprobs_events",
+        "parse_pydantic_model_multiple_choices",
+    ] {
+        let path = format!(
+            "{}/fixtures/openai/chat-completions-streaming/{fixture}.sse",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let recorded = sse_payloads(&std::fs::read_to_string(path).unwrap());
         let r = h
             .chat(&json!({"model": "gpt-4o-mini", "messages": user(&format!("[mock:fixture={fixture}]")), "stream": true,
@@ -194,7 +322,10 @@ async fn recorded_openai_streams_pass_through_byte_for_byte() {
             .await;
         let got = sse_payloads(&r.text().await.unwrap());
         // The fixture ends with a usage-only chunk (the recording asked for usage; this client did not).
-        let expected: Vec<&String> = recorded.iter().filter(|p| !p.contains("\"choices\":[]")).collect();
+        let expected: Vec<&String> = recorded
+            .iter()
+            .filter(|p| !p.contains("\"choices\":[]"))
+            .collect();
         assert_eq!(got.iter().collect::<Vec<_>>(), expected, "{fixture}");
     }
 }
@@ -218,7 +349,10 @@ async fn stream_chunks_reach_the_client_as_they_arrive() {
     let total = started.elapsed();
     let first = first_content.expect("content arrived");
     assert!(total >= Duration::from_millis(1200), "{total:?}");
-    assert!(first < total - Duration::from_millis(600), "first chunk at {first:?} of {total:?}: buffered");
+    assert!(
+        first < total - Duration::from_millis(600),
+        "first chunk at {first:?} of {total:?}: buffered"
+    );
 }
 
 #[tokio::test]
@@ -227,28 +361,55 @@ async fn tool_calls_stream_through_with_their_finish_reason() {
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
     let r = h.chat(&json!({"model": "gpt-4o-mini", "messages": user("weather?"), "tools": tools, "stream": true})).await;
     let payloads = sse_payloads(&r.text().await.unwrap());
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
     let args: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
         .collect();
     assert_eq!(args, "{\"city\":\"Paris\"}");
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
     assert_eq!(h.mock.requests()[0].body["tools"], tools);
 }
 
 #[tokio::test]
 async fn embeddings_are_proxied_and_metered() {
     let h = Harness::start().await;
-    let r = h.post("/v1/embeddings", &json!({"model": "embed", "input": ["a b", "c d e"], "dimensions": 8})).await;
+    let r = h
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": ["a b", "c d e"], "dimensions": 8}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
     assert_eq!(body["usage"]["prompt_tokens"], 5);
     let sent = &h.mock.requests()[0];
-    assert_eq!((sent.path.as_str(), sent.body["model"].as_str(), sent.body["dimensions"].as_u64()), ("/openai/v1/embeddings", Some("text-embedding-3-small"), Some(8)));
+    assert_eq!(
+        (
+            sent.path.as_str(),
+            sent.body["model"].as_str(),
+            sent.body["dimensions"].as_u64()
+        ),
+        (
+            "/openai/v1/embeddings",
+            Some("text-embedding-3-small"),
+            Some(8)
+        )
+    );
     let e = h.event(&id).await;
     assert_eq!(e.endpoint, Endpoint::Embeddings);
-    assert_eq!(e.usage, UsageVector { prompt_tokens: 5, ..UsageVector::default() });
+    assert_eq!(
+        e.usage,
+        UsageVector {
+            prompt_tokens: 5,
+            ..UsageVector::default()
+        }
+    );
 }

@@ -8,11 +8,21 @@ use tollgate_schemas::{Outcome, UsageSource};
 
 async fn error_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
-    assert_eq!(r.headers()["content-type"], "application/json", "status {status}");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "status {status}"
+    );
     let body: Value = r.json().await.unwrap();
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(e["type"].is_string() && e.get("param").is_some() && e.get("code").is_some(), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        e["type"].is_string() && e.get("param").is_some() && e.get("code").is_some(),
+        "{body}"
+    );
     (status, body)
 }
 
@@ -22,23 +32,95 @@ async fn client_errors_have_their_statuses() {
     let url = h.url("/v1/chat/completions");
     let c = &h.client;
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (c.post(&url).bearer_auth(KEY).header("content-type", "application/json").body("{\"model\": "), 400, "invalid_json"),
-        (c.post(&url).bearer_auth(KEY).header("content-type", "application/json").body("[1,2]"), 400, "invalid_json"),
-        (c.post(&url).bearer_auth(KEY).header("content-type", "text/plain").body("{}"), 415, "unsupported_content_type"),
-        (c.post(&url).bearer_auth(KEY).json(&json!({"model": "gpt-4o-mini", "messages": user(&"x".repeat(70_000))})), 413, "body_too_large"),
-        (c.post(&url).json(&json!({"model": "gpt-4o-mini"})), 401, "missing_api_key"),
-        (c.post(&url).bearer_auth("tg-nope").json(&json!({"model": "gpt-4o-mini"})), 401, "invalid_api_key"),
-        (c.post(&url).bearer_auth(NARROW_KEY).json(&json!({"model": "kimi", "messages": user("hi")})), 403, "model_not_allowed"),
-        (c.post(&url).bearer_auth(KEY).json(&json!({"model": "gpt-9", "messages": user("hi")})), 404, "model_not_found"),
-        (c.post(&url).bearer_auth(KEY).json(&json!({"messages": user("hi")})), 400, "invalid_request"),
-        (c.post(&url).bearer_auth(KEY).json(&json!({"model": 5})), 400, "invalid_request"),
-        (c.post(&url).bearer_auth(KEY).json(&json!({"model": "gpt-4o-mini", "stream": "yes"})), 400, "invalid_request"),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body("{\"model\": "),
+            400,
+            "invalid_json",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body("[1,2]"),
+            400,
+            "invalid_json",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            "unsupported_content_type",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({"model": "gpt-4o-mini", "messages": user(&"x".repeat(70_000))})),
+            413,
+            "body_too_large",
+        ),
+        (
+            c.post(&url).json(&json!({"model": "gpt-4o-mini"})),
+            401,
+            "missing_api_key",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth("tg-nope")
+                .json(&json!({"model": "gpt-4o-mini"})),
+            401,
+            "invalid_api_key",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(NARROW_KEY)
+                .json(&json!({"model": "kimi", "messages": user("hi")})),
+            403,
+            "model_not_allowed",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({"model": "gpt-9", "messages": user("hi")})),
+            404,
+            "model_not_found",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({"messages": user("hi")})),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.post(&url).bearer_auth(KEY).json(&json!({"model": 5})),
+            400,
+            "invalid_request",
+        ),
+        (
+            c.post(&url)
+                .bearer_auth(KEY)
+                .json(&json!({"model": "gpt-4o-mini", "stream": "yes"})),
+            400,
+            "invalid_request",
+        ),
     ];
     for (request, status, code) in cases {
         let (got, body) = error_of(request.send().await.unwrap()).await;
-        assert_eq!((got, body["error"]["code"].as_str().unwrap()), (status, code), "{body}");
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{body}"
+        );
     }
-    assert!(h.mock.requests().is_empty(), "no refused request reaches the upstream");
+    assert!(
+        h.mock.requests().is_empty(),
+        "no refused request reaches the upstream"
+    );
 }
 
 #[tokio::test]
@@ -51,12 +133,20 @@ async fn upstream_4xx_passes_through_with_the_upstreams_message() {
     assert_eq!(body["error"]["message"], "Invalid value for tools");
     assert_eq!(body["error"]["code"], "invalid_value");
     let e = h.event(&id).await;
-    assert_eq!((e.outcome, e.http_status, e.error_code.as_deref()), (Outcome::UpstreamError, 400, Some("invalid_value")));
+    assert_eq!(
+        (e.outcome, e.http_status, e.error_code.as_deref()),
+        (Outcome::UpstreamError, 400, Some("invalid_value"))
+    );
     assert_eq!(e.usage_source, UsageSource::None);
 
-    let r = h.chat(&json!({"model": "gpt-4o-mini", "messages": user("[mock:status=429&retry_after=7]")})).await;
+    let r = h
+        .chat(&json!({"model": "gpt-4o-mini", "messages": user("[mock:status=429&retry_after=7]")}))
+        .await;
     assert_eq!(r.headers()["retry-after"], "7");
-    assert!(r.headers().get("x-should-retry").is_none(), "a rate limit is worth retrying");
+    assert!(
+        r.headers().get("x-should-retry").is_none(),
+        "a rate limit is worth retrying"
+    );
     assert_eq!(error_of(r).await.0, 429);
 }
 
@@ -64,18 +154,25 @@ async fn upstream_4xx_passes_through_with_the_upstreams_message() {
 async fn quota_exhaustion_is_not_worth_retrying_and_says_so() {
     let h = Harness::start().await;
     for (model, directive) in [
-        ("gpt-4o-mini", "status=429&code=insufficient_quota&type=insufficient_quota"),
+        (
+            "gpt-4o-mini",
+            "status=429&code=insufficient_quota&type=insufficient_quota",
+        ),
         ("glm", "status=429&code=1113"),
         ("kimi", "status=429&type=exceeded_current_quota_error"),
         ("qwen", "status=400&code=Arrearage"),
     ] {
-        let r = h.chat(&json!({"model": model, "messages": user(&format!("[mock:{directive}]"))})).await;
+        let r = h
+            .chat(&json!({"model": model, "messages": user(&format!("[mock:{directive}]"))}))
+            .await;
         assert_eq!(r.headers()["x-should-retry"], "false", "{model}");
         let (_, body) = error_of(r).await;
         assert_eq!(body["error"]["code"], "upstream_quota_exhausted", "{model}");
     }
     // An ordinary Zhipu rate limit is not quota exhaustion.
-    let r = h.chat(&json!({"model": "glm", "messages": user("[mock:status=429&code=1302]")})).await;
+    let r = h
+        .chat(&json!({"model": "glm", "messages": user("[mock:status=429&code=1302]")}))
+        .await;
     let (_, body) = error_of(r).await;
     assert_eq!(body["error"]["code"], "1302");
 }
@@ -85,18 +182,38 @@ async fn upstream_failures_become_502_and_504() {
     let h = Harness::start().await;
     let cases = [
         ("gpt-4o-mini", "[mock:status=500]", 502, "upstream_error"),
-        ("gpt-4o-mini", "[mock:status=503&retry_after=1]", 502, "upstream_error"),
-        ("gpt-4o-mini", "[mock:latency_ms=2500]", 504, "upstream_timeout"),
+        (
+            "gpt-4o-mini",
+            "[mock:status=503&retry_after=1]",
+            502,
+            "upstream_error",
+        ),
+        (
+            "gpt-4o-mini",
+            "[mock:latency_ms=2500]",
+            504,
+            "upstream_timeout",
+        ),
         ("gpt-4o-mini", "[mock:reset_after=0]", 502, "upstream_error"),
         ("unreachable", "hi", 502, "upstream_unreachable"),
     ];
     for (model, content, status, code) in cases {
-        let r = h.chat(&json!({"model": model, "messages": user(content)})).await;
+        let r = h
+            .chat(&json!({"model": model, "messages": user(content)}))
+            .await;
         let id = request_id(&r);
         let (got, body) = error_of(r).await;
-        assert_eq!((got, body["error"]["code"].as_str().unwrap()), (status, code), "{content}: {body}");
+        assert_eq!(
+            (got, body["error"]["code"].as_str().unwrap()),
+            (status, code),
+            "{content}: {body}"
+        );
         let e = h.event(&id).await;
-        assert_eq!((e.outcome, e.http_status), (Outcome::UpstreamError, status), "{content}");
+        assert_eq!(
+            (e.outcome, e.http_status),
+            (Outcome::UpstreamError, status),
+            "{content}"
+        );
     }
 }
 
@@ -126,7 +243,11 @@ async fn failures_after_the_first_byte_end_with_an_error_chunk_and_done() {
         assert_eq!(r.status(), 200);
         let id = request_id(&r);
         let payloads = sse_payloads(&r.text().await.unwrap());
-        assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"), "{directive}");
+        assert_eq!(
+            payloads.last().map(String::as_str),
+            Some("[DONE]"),
+            "{directive}"
+        );
         let errors: Vec<Value> = payloads
             .iter()
             .filter_map(|p| serde_json::from_str::<Value>(p).ok())
@@ -135,11 +256,18 @@ async fn failures_after_the_first_byte_end_with_an_error_chunk_and_done() {
         assert_eq!(errors.len(), 1, "{directive}: {payloads:?}");
         assert_eq!(errors[0]["error"]["code"], code, "{directive}");
         let e = h.wait_event(&id).await;
-        assert_eq!((e.outcome, e.error_code.as_deref()), (Outcome::UpstreamError, Some(code)), "{directive}");
+        assert_eq!(
+            (e.outcome, e.error_code.as_deref()),
+            (Outcome::UpstreamError, Some(code)),
+            "{directive}"
+        );
     }
     // No usage arrived on the cut stream: it is estimated and says so.
     let events = h.events().await;
-    let cut = events.iter().find(|e| e.error_code.as_deref() == Some("stream_truncated")).unwrap();
+    let cut = events
+        .iter()
+        .find(|e| e.error_code.as_deref() == Some("stream_truncated"))
+        .unwrap();
     assert_eq!(cut.usage_source, UsageSource::Estimated);
     assert!(cut.usage.completion_tokens >= 2);
 }
@@ -157,7 +285,11 @@ async fn a_client_that_leaves_mid_stream_is_still_metered_from_the_upstream() {
     drop(body);
     let e = h.wait_event(&id).await;
     assert_eq!(e.outcome, Outcome::ClientDisconnected);
-    assert_eq!(e.usage_source, UsageSource::Provider, "the gateway drained the upstream for its usage");
+    assert_eq!(
+        e.usage_source,
+        UsageSource::Provider,
+        "the gateway drained the upstream for its usage"
+    );
     assert_eq!(e.usage.completion_tokens, 6);
 }
 
@@ -166,7 +298,14 @@ async fn unknown_routes_and_methods_are_openai_shaped() {
     let h = Harness::start().await;
     let (status, _) = error_of(h.client.get(h.url("/v1/nope")).send().await.unwrap()).await;
     assert_eq!(status, 404);
-    let (status, _) = error_of(h.client.get(h.url("/v1/chat/completions")).send().await.unwrap()).await;
+    let (status, _) = error_of(
+        h.client
+            .get(h.url("/v1/chat/completions"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 405);
 }
 
@@ -178,7 +317,9 @@ async fn hostile_bodies_get_4xx_and_never_a_panic() {
         b"null".to_vec(),
         b"\"x\"".to_vec(),
         vec![0xff, 0xfe, 0x00, 0x7b],
-        "{\"model\":\"gpt-4o-mini\",\"messages\":".repeat(50).into_bytes(),
+        "{\"model\":\"gpt-4o-mini\",\"messages\":"
+            .repeat(50)
+            .into_bytes(),
         format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
         br#"{"model":"gpt-4o-mini","stream":null,"stream_options":"x","messages":7}"#.to_vec(),
         br#"{"model":"\u0000","messages":[]}"#.to_vec(),
@@ -215,5 +356,10 @@ async fn hostile_bodies_get_4xx_and_never_a_panic() {
         }
     }
     // Still serving.
-    assert_eq!(h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")})).await.status(), 200);
+    assert_eq!(
+        h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")}))
+            .await
+            .status(),
+        200
+    );
 }

@@ -24,14 +24,25 @@ async fn every_authenticated_request_produces_exactly_one_event() {
     let mut ids = Vec::new();
     for _ in 0..5 {
         for body in &bodies {
-            let path = if body["model"] == "embed" { "/v1/embeddings" } else { "/v1/chat/completions" };
+            let path = if body["model"] == "embed" {
+                "/v1/embeddings"
+            } else {
+                "/v1/chat/completions"
+            };
             let r = h.post(path, body).await;
             ids.push(request_id(&r));
             let _ = r.bytes().await;
         }
     }
     // Refused before authentication: no principal, no event.
-    let r = h.client.post(h.url("/v1/chat/completions")).bearer_auth("tg-wrong").json(&bodies[0]).send().await.unwrap();
+    let r = h
+        .client
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth("tg-wrong")
+        .json(&bodies[0])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let expected: HashSet<String> = ids.iter().cloned().collect();
@@ -66,11 +77,18 @@ async fn graceful_shutdown_finishes_streams_and_writes_their_events() {
     // Shutdown starts mid-stream: the stream finishes, then the writer stores its event before stop returns.
     let (store, _dir) = h.stop().await;
     let body = reader.await.unwrap();
-    assert_eq!(sse_payloads(&body).last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(
+        sse_payloads(&body).last().map(String::as_str),
+        Some("[DONE]")
+    );
     assert!(body.contains("tok4"), "{body}");
     let conn = rusqlite::Connection::open(&store).unwrap();
     let (count, outcome): (i64, String) = conn
-        .query_row("SELECT count(*), max(outcome) FROM usage_events WHERE event_id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT count(*), max(outcome) FROM usage_events WHERE event_id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((count, outcome.as_str()), (1, "success"));
 }
@@ -83,13 +101,45 @@ async fn models_lists_only_what_the_key_may_use() {
         async move {
             let body: Value = req.send().await.unwrap().json().await.unwrap();
             assert_eq!(body["object"], "list");
-            body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(KEY).await, ["embed", "glm", "gpt-4o-mini", "kimi", "pangu", "qwen", "unreachable", "yi"]);
+    assert_eq!(
+        list(KEY).await,
+        [
+            "embed",
+            "glm",
+            "gpt-4o-mini",
+            "kimi",
+            "pangu",
+            "qwen",
+            "unreachable",
+            "yi"
+        ]
+    );
     assert_eq!(list(NARROW_KEY).await, ["gpt-4o-mini"]);
     let r = h.client.get(h.url("/v1/models")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    let one = |key: &'static str, model: &str| {
+        h.client
+            .get(h.url(&format!("/v1/models/{model}")))
+            .bearer_auth(key)
+            .send()
+    };
+    let r = one(KEY, "kimi").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], "kimi");
+    assert_eq!(
+        one(NARROW_KEY, "kimi").await.unwrap().status(),
+        404,
+        "not allowed looks like unknown"
+    );
+    assert_eq!(one(KEY, "gpt-9").await.unwrap().status(), 404);
 }
 
 #[tokio::test]

@@ -26,7 +26,12 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 }
 
 /// Replaces `${…}` in every string of `value`, recording one issue per unresolvable reference.
-pub fn interpolate_tree(value: &mut toml::Value, path: &str, env: &dyn Env, issues: &mut Vec<ConfigIssue>) {
+pub fn interpolate_tree(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Env,
+    issues: &mut Vec<ConfigIssue>,
+) {
     match value {
         toml::Value::String(s) => match interpolate(s, env) {
             Ok(out) => *s = out,
@@ -39,7 +44,11 @@ pub fn interpolate_tree(value: &mut toml::Value, path: &str, env: &dyn Env, issu
         }
         toml::Value::Table(table) => {
             for (key, item) in table.iter_mut() {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 interpolate_tree(item, &child, env, issues);
             }
         }
@@ -61,7 +70,9 @@ pub fn interpolate(input: &str, env: &dyn Env) -> Result<String, String> {
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in {input:?}"))?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {input:?}"))?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -100,22 +111,34 @@ mod tests {
     #[test]
     fn replaces_set_variables_and_defaults() {
         assert_eq!(interpolate("Bearer ${KEY}", &env).unwrap(), "Bearer sk-1");
-        assert_eq!(interpolate("${NOPE:-http://x:1}/v1", &env).unwrap(), "http://x:1/v1");
+        assert_eq!(
+            interpolate("${NOPE:-http://x:1}/v1", &env).unwrap(),
+            "http://x:1/v1"
+        );
         assert_eq!(interpolate("${EMPTY:-dflt}", &env).unwrap(), "dflt");
         assert_eq!(interpolate("${KEY:-dflt}", &env).unwrap(), "sk-1");
-        assert_eq!(interpolate("cost $$5 and $ alone", &env).unwrap(), "cost $5 and $ alone");
+        assert_eq!(
+            interpolate("cost $$5 and $ alone", &env).unwrap(),
+            "cost $5 and $ alone"
+        );
     }
 
     #[test]
     fn unset_variable_without_default_is_an_error_naming_it() {
-        assert_eq!(interpolate("${NOPE}", &env).unwrap_err(), "environment variable NOPE is not set");
+        assert_eq!(
+            interpolate("${NOPE}", &env).unwrap_err(),
+            "environment variable NOPE is not set"
+        );
         assert!(interpolate("${KEY", &env).unwrap_err().contains("unclosed"));
-        assert!(interpolate("${BAD NAME}", &env).unwrap_err().contains("invalid variable name"));
+        assert!(interpolate("${BAD NAME}", &env)
+            .unwrap_err()
+            .contains("invalid variable name"));
     }
 
     #[test]
     fn tree_interpolation_reports_every_path() {
-        let mut doc: toml::Value = toml::from_str("a = '${X}'\n[t]\nlist = ['${KEY}', '${Y}']").unwrap();
+        let mut doc: toml::Value =
+            toml::from_str("a = '${X}'\n[t]\nlist = ['${KEY}', '${Y}']").unwrap();
         let mut issues = Vec::new();
         interpolate_tree(&mut doc, "", &env, &mut issues);
         let paths: Vec<_> = issues.iter().map(|i| i.path.as_str()).collect();

@@ -2,7 +2,10 @@ use super::*;
 use std::collections::HashMap;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     move |name: &str| map.get(name).cloned()
 }
 
@@ -33,12 +36,22 @@ models = ["gpt-4o-mini"]
 
 #[test]
 fn loads_a_good_config_with_defaults_and_interpolation() {
-    let env = env_of(&[("OPENAI_API_KEY", "sk-first"), ("TOLLGATE_API_KEY", "tg-raw")]);
+    let env = env_of(&[
+        ("OPENAI_API_KEY", "sk-first"),
+        ("TOLLGATE_API_KEY", "tg-raw"),
+    ]);
     let c = Config::from_toml(GOOD, &env).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     let openai = c.providers.iter().find(|p| p.name == "openai").unwrap();
-    assert_eq!(openai.api_keys.iter().map(Secret::expose).collect::<Vec<_>>(), ["sk-first", "sk-second"]);
+    assert_eq!(
+        openai
+            .api_keys
+            .iter()
+            .map(Secret::expose)
+            .collect::<Vec<_>>(),
+        ["sk-first", "sk-second"]
+    );
     assert_eq!(openai.base_url.as_str(), "https://api.openai.com/v1");
     let local = c.providers.iter().find(|p| p.name == "local").unwrap();
     assert_eq!(local.base_url.as_str(), "http://127.0.0.1:11434/v1");
@@ -120,17 +133,29 @@ models = ["*"]
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
     let text = err.to_string();
-    assert!(text.contains("providers.b.kind: unknown kind \"nonsense\""), "{text}");
+    assert!(
+        text.contains("providers.b.kind: unknown kind \"nonsense\""),
+        "{text}"
+    );
 }
 
 #[test]
 fn secrets_never_appear_in_errors_or_debug() {
-    let env = env_of(&[("OPENAI_API_KEY", "sk-very-secret"), ("TOLLGATE_API_KEY", "tg-raw-secret")]);
+    let env = env_of(&[
+        ("OPENAI_API_KEY", "sk-very-secret"),
+        ("TOLLGATE_API_KEY", "tg-raw-secret"),
+    ]);
     let c = Config::from_toml(GOOD, &env).unwrap();
     let debug = format!("{c:?}");
-    assert!(!debug.contains("sk-very-secret") && !debug.contains("tg-raw-secret"), "{debug}");
+    assert!(
+        !debug.contains("sk-very-secret") && !debug.contains("tg-raw-secret"),
+        "{debug}"
+    );
     // A secret in a bad field is not echoed either.
-    let bad = GOOD.replace("max_body_bytes", "x").replace("[server]", "[server]\nmax_body_bytes = \"${OPENAI_API_KEY}\"");
+    let bad = GOOD.replace("max_body_bytes", "x").replace(
+        "[server]",
+        "[server]\nmax_body_bytes = \"${OPENAI_API_KEY}\"",
+    );
     let err = Config::from_toml(&bad, &env).unwrap_err().to_string();
     assert!(!err.contains("sk-very-secret"), "{err}");
 }

@@ -31,9 +31,22 @@ pub fn start(path: &Path) -> Result<(EventSink, SinkWorker), GatewayError> {
     let path = path.to_path_buf();
     let handle = std::thread::Builder::new()
         .name("tollgate-usage-writer".into())
-        .spawn(move || Writer { conn, path, stats: writer_stats }.run(&rx))
+        .spawn(move || {
+            Writer {
+                conn,
+                path,
+                stats: writer_stats,
+            }
+            .run(&rx)
+        })
         .map_err(|e| GatewayError::Internal(format!("cannot start the usage writer: {e}")))?;
-    Ok((EventSink { tx: tx.clone(), stats }, SinkWorker { handle, tx }))
+    Ok((
+        EventSink {
+            tx: tx.clone(),
+            stats,
+        },
+        SinkWorker { handle, tx },
+    ))
 }
 
 /// Opens the store and applies pending migrations (recorded in `PRAGMA user_version`).
@@ -41,15 +54,21 @@ pub fn start(path: &Path) -> Result<(EventSink, SinkWorker), GatewayError> {
 /// # Errors
 /// [`GatewayError::Internal`] with the path and SQLite's message.
 pub fn open(path: &Path) -> Result<Connection, GatewayError> {
-    let fail = |e: rusqlite::Error| GatewayError::Internal(format!("usage store {}: {e}", path.display()));
+    let fail =
+        |e: rusqlite::Error| GatewayError::Internal(format!("usage store {}: {e}", path.display()));
     let conn = Connection::open(path).map_err(fail)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
-    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(fail)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         conn.execute_batch(sql).map_err(fail)?;
-        conn.pragma_update(None, "user_version", i + 1).map_err(fail)?;
+        conn.pragma_update(None, "user_version", i + 1)
+            .map_err(fail)?;
     }
     Ok(conn)
 }
@@ -96,7 +115,9 @@ impl Writer {
         while !batch.is_empty() {
             match self.write(batch) {
                 Ok(()) => {
-                    self.stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.stats.healthy.store(true, Ordering::Relaxed);
                     batch.clear();
                 }
@@ -117,7 +138,8 @@ impl Writer {
         {
             let mut insert = tx.prepare_cached(INSERT)?;
             for e in batch {
-                let body = serde_json::to_string(e).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+                let body = serde_json::to_string(e)
+                    .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
                 insert.execute(params![
                     e.event_id.to_string(),
                     e.schema_version,
@@ -189,7 +211,11 @@ mod tests {
             attempts: 1,
             latency_ms: 3,
             ttft_ms: Some(2),
-            usage: UsageVector { prompt_tokens: n, completion_tokens: 2 * n, ..UsageVector::default() },
+            usage: UsageVector {
+                prompt_tokens: n,
+                completion_tokens: 2 * n,
+                ..UsageVector::default()
+            },
             usage_source: UsageSource::Provider,
         }
     }
@@ -207,19 +233,33 @@ mod tests {
         sink.emit(events[0].clone());
         sink.flush().await;
         let stats = sink.stats();
-        assert_eq!((stats.emitted, stats.written, stats.dropped), (2501, 2501, 0));
+        assert_eq!(
+            (stats.emitted, stats.written, stats.dropped),
+            (2501, 2501, 0)
+        );
         drop(sink);
         worker.close();
 
         let conn = open(&path).unwrap();
         let (rows, prompt): (i64, i64) = conn
-            .query_row("SELECT count(*), sum(prompt_tokens) FROM usage_events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT count(*), sum(prompt_tokens) FROM usage_events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!(rows, 2500);
         assert_eq!(prompt, (1..=2500).sum::<i64>());
         let body: String = conn
-            .query_row("SELECT body FROM usage_events WHERE event_id = ?1", [events[7].event_id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT body FROM usage_events WHERE event_id = ?1",
+                [events[7].event_id.to_string()],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(serde_json::from_str::<UsageEvent>(&body).unwrap(), events[7]);
+        assert_eq!(
+            serde_json::from_str::<UsageEvent>(&body).unwrap(),
+            events[7]
+        );
     }
 }

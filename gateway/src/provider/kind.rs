@@ -94,14 +94,19 @@ impl ProviderKind {
     /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
     #[must_use]
     pub fn requires_api_key(self) -> bool {
-        !matches!(self, Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible)
+        !matches!(
+            self,
+            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible
+        )
     }
 
     #[must_use]
     pub fn max_tokens_field(self) -> MaxTokensField {
         match self {
             // OpenAI and vLLM take both; a generic compatible server gets the request as the client wrote it.
-            Self::OpenAi | Self::Vllm | Self::LlamaCpp | Self::OpenAiCompatible => MaxTokensField::AsSent,
+            Self::OpenAi | Self::Vllm | Self::LlamaCpp | Self::OpenAiCompatible => {
+                MaxTokensField::AsSent
+            }
             // Ollama's /v1 request struct has only max_tokens; the hosted ones document only max_tokens.
             Self::Moonshot
             | Self::ZeroOne
@@ -138,7 +143,10 @@ mod tests {
     #[test]
     fn every_kind_but_the_generic_one_has_a_default_url() {
         for kind in ProviderKind::ALL {
-            assert_eq!(kind.default_base_url().is_none(), kind == ProviderKind::OpenAiCompatible);
+            assert_eq!(
+                kind.default_base_url().is_none(),
+                kind == ProviderKind::OpenAiCompatible
+            );
         }
     }
 }

@@ -8,12 +8,19 @@ use serde_json::{Map, Value};
 use super::kind::{MaxTokensField, ProviderKind};
 
 /// Rewrites a chat-completions body in place for `kind`, naming `upstream_model`.
-pub fn prepare_chat(kind: ProviderKind, body: &mut Map<String, Value>, upstream_model: &str, stream: bool) {
+pub fn prepare_chat(
+    kind: ProviderKind,
+    body: &mut Map<String, Value>,
+    upstream_model: &str,
+    stream: bool,
+) {
     body.insert("model".into(), Value::String(upstream_model.into()));
     if stream && kind.needs_include_usage_flag() {
         // Usage is always requested so every stream is metered; the relay strips it again when the client
         // did not ask for it.
-        let options = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !options.is_object() {
             *options = Value::Object(Map::new());
         }
@@ -52,7 +59,9 @@ pub fn prepare_embeddings(body: &mut Map<String, Value>, upstream_model: &str) {
 }
 
 fn rename_developer_role(body: &mut Map<String, Value>) {
-    let Some(Value::Array(messages)) = body.get_mut("messages") else { return };
+    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+        return;
+    };
     for m in messages {
         if let Some(role) = m.get_mut("role") {
             if role == "developer" {
@@ -79,7 +88,15 @@ mod tests {
             "logprobs": true, "seed": 7, "user": "u1", "response_format": {"type": "json_object"}});
         let out = prepared(ProviderKind::OpenAi, body.clone(), false);
         assert_eq!(out["model"], "up-model");
-        for field in ["tools", "n", "logprobs", "seed", "user", "response_format", "messages"] {
+        for field in [
+            "tools",
+            "n",
+            "logprobs",
+            "seed",
+            "user",
+            "response_format",
+            "messages",
+        ] {
             assert_eq!(out[field], body[field], "{field}");
         }
         assert!(out.get("stream_options").is_none());
@@ -92,21 +109,48 @@ mod tests {
             json!({"model": "m", "stream": true, "stream_options": {"include_obfuscation": false}}),
             true,
         );
-        assert_eq!(out["stream_options"], json!({"include_obfuscation": false, "include_usage": true}));
-        let zhipu = prepared(ProviderKind::Zhipu, json!({"model": "m", "stream": true}), true);
-        assert!(zhipu.get("stream_options").is_none(), "zhipu sends usage unasked");
+        assert_eq!(
+            out["stream_options"],
+            json!({"include_obfuscation": false, "include_usage": true})
+        );
+        let zhipu = prepared(
+            ProviderKind::Zhipu,
+            json!({"model": "m", "stream": true}),
+            true,
+        );
+        assert!(
+            zhipu.get("stream_options").is_none(),
+            "zhipu sends usage unasked"
+        );
     }
 
     #[test]
     fn max_completion_tokens_becomes_max_tokens_where_only_that_is_known() {
-        for kind in [ProviderKind::Moonshot, ProviderKind::ZeroOne, ProviderKind::Ollama, ProviderKind::Zhipu] {
-            let out = prepared(kind, json!({"model": "m", "max_completion_tokens": 64}), false);
+        for kind in [
+            ProviderKind::Moonshot,
+            ProviderKind::ZeroOne,
+            ProviderKind::Ollama,
+            ProviderKind::Zhipu,
+        ] {
+            let out = prepared(
+                kind,
+                json!({"model": "m", "max_completion_tokens": 64}),
+                false,
+            );
             assert_eq!(out["max_tokens"], 64, "{kind:?}");
             assert!(out.get("max_completion_tokens").is_none());
         }
-        let out = prepared(ProviderKind::OpenAi, json!({"model": "m", "max_completion_tokens": 64}), false);
+        let out = prepared(
+            ProviderKind::OpenAi,
+            json!({"model": "m", "max_completion_tokens": 64}),
+            false,
+        );
         assert_eq!(out["max_completion_tokens"], 64);
-        let both = prepared(ProviderKind::Moonshot, json!({"max_tokens": 10, "max_completion_tokens": 64}), false);
+        let both = prepared(
+            ProviderKind::Moonshot,
+            json!({"max_tokens": 10, "max_completion_tokens": 64}),
+            false,
+        );
         assert_eq!(both["max_tokens"], 10);
     }
 
@@ -119,7 +163,11 @@ mod tests {
         );
         assert_eq!(out["messages"][0]["role"], "system");
         assert_eq!(out["messages"][1]["role"], "user");
-        let z = prepared(ProviderKind::Zhipu, json!({"top_p": 1.0, "stop": "END"}), false);
+        let z = prepared(
+            ProviderKind::Zhipu,
+            json!({"top_p": 1.0, "stop": "END"}),
+            false,
+        );
         assert_eq!(z["top_p"], 0.99);
         assert_eq!(z["stop"], json!(["END"]));
         let z = prepared(ProviderKind::Zhipu, json!({"top_p": 0.5}), false);

@@ -15,7 +15,10 @@ pub fn find_usage(obj: &Map<String, Value>) -> Option<&Map<String, Value>> {
     if let Some(Value::Object(u)) = obj.get("usage") {
         return Some(u);
     }
-    obj.get("choices")?.as_array()?.iter().find_map(|c| c.get("usage")?.as_object())
+    obj.get("choices")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("usage")?.as_object())
 }
 
 /// Reads the usage vector from a usage object.
@@ -33,7 +36,9 @@ pub fn usage_vector(u: &Map<String, Value>) -> UsageVector {
         completion_tokens: num(u.get("completion_tokens")),
         cached_read_tokens: cached,
         cache_write_tokens: num(prompt_details.and_then(|d| d.get("cache_write_tokens"))),
-        reasoning_tokens: num(u.get("completion_tokens_details").and_then(|d| d.get("reasoning_tokens"))),
+        reasoning_tokens: num(u
+            .get("completion_tokens_details")
+            .and_then(|d| d.get("reasoning_tokens"))),
     }
 }
 
@@ -43,7 +48,9 @@ pub fn usage_vector(u: &Map<String, Value>) -> UsageVector {
 pub fn normalized_usage(u: &Map<String, Value>) -> Map<String, Value> {
     let mut out = u.clone();
     if let Some(cached) = out.remove("cached_tokens") {
-        let details = out.entry("prompt_tokens_details").or_insert_with(|| Value::Object(Map::new()));
+        let details = out
+            .entry("prompt_tokens_details")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(d) = details {
             d.entry("cached_tokens").or_insert(cached);
         }
@@ -66,9 +73,11 @@ mod tests {
 
     #[test]
     fn reads_openai_usage_with_details() {
-        let chunk = obj(json!({"choices": [], "usage": {"prompt_tokens": 80, "completion_tokens": 20,
+        let chunk = obj(
+            json!({"choices": [], "usage": {"prompt_tokens": 80, "completion_tokens": 20,
             "total_tokens": 100, "prompt_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 3},
-            "completion_tokens_details": {"reasoning_tokens": 12}}}));
+            "completion_tokens_details": {"reasoning_tokens": 12}}}),
+        );
         let v = usage_vector(find_usage(&chunk).unwrap());
         assert_eq!(
             v,
@@ -84,8 +93,10 @@ mod tests {
 
     #[test]
     fn reads_moonshot_usage_inside_the_choice_with_top_level_cached_tokens() {
-        let chunk = obj(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
-            "usage": {"prompt_tokens": 19, "completion_tokens": 13, "total_tokens": 32, "cached_tokens": 10}}]}));
+        let chunk = obj(
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
+            "usage": {"prompt_tokens": 19, "completion_tokens": 13, "total_tokens": 32, "cached_tokens": 10}}]}),
+        );
         let u = find_usage(&chunk).unwrap();
         assert_eq!(usage_vector(u).cached_read_tokens, 10);
         let n = normalized_usage(u);

@@ -16,7 +16,11 @@ pub async fn healthz() -> Response {
 /// Ready while the usage store accepts writes: serving without metering would lose usage.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let sink = state.sink.stats();
-    let status = if sink.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if sink.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({"status": if sink.healthy { "ready" } else { "not_ready" }, "sink": sink});
     (status, axum::Json(body)).into_response()
 }

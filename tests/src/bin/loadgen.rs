@@ -30,7 +30,10 @@ use reqwest::Method;
 use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
-#[command(name = "tollgate-loadgen", about = "Open-loop constant-rate HTTP load generator")]
+#[command(
+    name = "tollgate-loadgen",
+    about = "Open-loop constant-rate HTTP load generator"
+)]
 struct Args {
     /// Target URL.
     #[arg(long)]
@@ -93,32 +96,42 @@ fn run(args: Args) -> anyhow::Result<bool> {
         bail!("--rate, --duration-secs, --connections and --threads must be greater than 0");
     }
     let target = Arc::new(build_target(&args)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
     let handle = runtime.handle().clone();
     let total = args.rate * args.duration_secs;
     let rate = args.rate;
 
     // The pacer: dispatches request i at start + i/rate, never waiting for a response.
     let started = Instant::now();
-    let pacer = std::thread::Builder::new().name("loadgen-pacer".into()).spawn(move || {
-        let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        let mut max_lag = Duration::ZERO;
-        for i in 0..total {
-            let due = started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
+    let pacer = std::thread::Builder::new()
+        .name("loadgen-pacer".into())
+        .spawn(move || {
+            let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+            let mut max_lag = Duration::ZERO;
+            for i in 0..total {
+                let due = started + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                max_lag = max_lag.max(Instant::now().saturating_duration_since(due));
+                tasks.push(handle.spawn(send_one(target.clone(), due)));
             }
-            max_lag = max_lag.max(Instant::now().saturating_duration_since(due));
-            tasks.push(handle.spawn(send_one(target.clone(), due)));
-        }
-        (tasks, max_lag)
-    })?;
-    let (tasks, max_lag) = pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+            (tasks, max_lag)
+        })?;
+    let (tasks, max_lag) = pacer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
     let outcomes: Vec<Outcome> = runtime.block_on(async move {
         let mut outcomes = Vec::with_capacity(tasks.len());
         for task in tasks {
-            outcomes.push(task.await.unwrap_or_else(|e| Err(format!("task failed: {e}"))));
+            outcomes.push(
+                task.await
+                    .unwrap_or_else(|e| Err(format!("task failed: {e}"))),
+            );
         }
         outcomes
     });
@@ -141,8 +154,13 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
     latencies.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let sent_window = Duration::from_nanos((total - 1).saturating_mul(1_000_000_000) / rate).as_secs_f64();
-    let achieved = if sent_window > 0.0 { (total - 1) as f64 / sent_window } else { 0.0 };
+    let sent_window =
+        Duration::from_nanos((total - 1).saturating_mul(1_000_000_000) / rate).as_secs_f64();
+    let achieved = if sent_window > 0.0 {
+        (total - 1) as f64 / sent_window
+    } else {
+        0.0
+    };
     println!(
         "rate={} sent={} ok={} errors={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} achieved_rps={:.1} max_lag_ms={:.3} elapsed_s={:.2}",
         args.rate,
@@ -160,22 +178,32 @@ fn run(args: Args) -> anyhow::Result<bool> {
 }
 
 fn build_target(args: &Args) -> anyhow::Result<Target> {
-    let url = reqwest::Url::parse(&args.url).with_context(|| format!("bad --url {:?}", args.url))?;
+    let url =
+        reqwest::Url::parse(&args.url).with_context(|| format!("bad --url {:?}", args.url))?;
     let mut headers = HeaderMap::new();
     for h in &args.headers {
-        let (name, value) = h.split_once(':').with_context(|| format!("bad --header {h:?}: expected 'Name: value'"))?;
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("bad --header {h:?}: expected 'Name: value'"))?;
         headers.append(
-            HeaderName::from_bytes(name.trim().as_bytes()).with_context(|| format!("bad header name in {h:?}"))?,
-            HeaderValue::from_str(value.trim()).with_context(|| format!("bad header value in {h:?}"))?,
+            HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("bad header name in {h:?}"))?,
+            HeaderValue::from_str(value.trim())
+                .with_context(|| format!("bad header value in {h:?}"))?,
         );
     }
     let body = match (&args.body_file, &args.body) {
-        (Some(path), _) => Some(Bytes::from(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)),
+        (Some(path), _) => {
+            Some(Bytes::from(std::fs::read(path).with_context(|| {
+                format!("cannot read {}", path.display())
+            })?))
+        }
         (None, Some(text)) => Some(Bytes::from(text.clone())),
         (None, None) => None,
     };
     let method = match &args.method {
-        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes()).with_context(|| format!("bad --method {m:?}"))?,
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("bad --method {m:?}"))?,
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
@@ -187,19 +215,32 @@ fn build_target(args: &Args) -> anyhow::Result<Target> {
         .pool_idle_timeout(None)
         .timeout(Duration::from_millis(args.timeout_ms))
         .build()?;
-    Ok(Target { client, method, url, headers, body, slots: Semaphore::new(args.connections) })
+    Ok(Target {
+        client,
+        method,
+        url,
+        headers,
+        body,
+        slots: Semaphore::new(args.connections),
+    })
 }
 
 /// Sends one request due at `due`; its latency runs from `due` until the whole response body is read.
 async fn send_one(target: Arc<Target>, due: Instant) -> Outcome {
     let _slot = target.slots.acquire().await.map_err(|e| e.to_string())?;
-    let mut request = target.client.request(target.method.clone(), target.url.clone()).headers(target.headers.clone());
+    let mut request = target
+        .client
+        .request(target.method.clone(), target.url.clone())
+        .headers(target.headers.clone());
     if let Some(body) = &target.body {
         request = request.body(body.clone());
     }
     let response = request.send().await.map_err(|e| format!("{e:#}"))?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| format!("reading the body: {e:#}"))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the body: {e:#}"))?;
     let latency = due.elapsed();
     if !status.is_success() {
         let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();

@@ -44,7 +44,11 @@ impl Directives {
     #[must_use]
     pub fn of(body: &Value) -> Self {
         let mut d = Self::default();
-        if let Some((_, query)) = body.get("model").and_then(Value::as_str).and_then(|m| m.split_once('?')) {
+        if let Some((_, query)) = body
+            .get("model")
+            .and_then(Value::as_str)
+            .and_then(|m| m.split_once('?'))
+        {
             d.apply(query);
         }
         let mut texts = Vec::new();
@@ -64,7 +68,9 @@ impl Directives {
 
     fn apply(&mut self, query: &str) {
         for pair in query.split('&') {
-            let Some((k, v)) = pair.split_once('=') else { continue };
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
             let num = v.parse::<u64>().ok();
             let ms = num.map(Duration::from_millis);
             match k {
@@ -117,6 +123,9 @@ mod tests {
         assert_eq!(d.retry_after.as_deref(), Some("2"));
         assert_eq!(d.chunks, Some(7));
         assert_eq!(d.cut_after, Some(2));
-        assert_eq!(Directives::of(&json!({"model": "plain"})), Directives::default());
+        assert_eq!(
+            Directives::of(&json!({"model": "plain"})),
+            Directives::default()
+        );
     }
 }

@@ -12,7 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{Dialect, Directives};
 
 const CREATED: u64 = 1_700_000_000;
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/openai/chat-completions-streaming");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/openai/chat-completions-streaming"
+);
 
 pub fn not_found(prefix: &str) -> Response {
     let body = json!({"error": {"message": format!("no dialect {prefix:?}"), "type": "invalid_request_error", "param": null, "code": null}});
@@ -25,9 +28,14 @@ pub fn bad_json() -> Response {
 }
 
 fn error(dialect: Dialect, status: u16, d: &Directives) -> Response {
-    let message = d.message.clone().unwrap_or_else(|| format!("mock upstream error {status}"));
+    let message = d
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("mock upstream error {status}"));
     let body = match dialect {
-        Dialect::Zhipu => json!({"error": {"code": d.code.clone().unwrap_or_else(|| "1214".into()), "message": message}}),
+        Dialect::Zhipu => {
+            json!({"error": {"code": d.code.clone().unwrap_or_else(|| "1214".into()), "message": message}})
+        }
         _ => {
             let default_type = match status {
                 429 => "rate_limit_error",
@@ -38,7 +46,8 @@ fn error(dialect: Dialect, status: u16, d: &Directives) -> Response {
                 "param": null, "code": d.code.clone()}})
         }
     };
-    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status = axum::http::StatusCode::from_u16(status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(ra) = d.retry_after.as_deref().and_then(|v| v.parse().ok()) {
         response.headers_mut().insert("retry-after", ra);
@@ -56,7 +65,10 @@ fn prompt_tokens(req: &Value) -> u64 {
             _ => 0,
         }
     }
-    req.get("messages").or_else(|| req.get("input")).map_or(0, words) + 3
+    req.get("messages")
+        .or_else(|| req.get("input"))
+        .map_or(0, words)
+        + 3
 }
 
 struct Usage {
@@ -99,7 +111,13 @@ fn first_tool(req: &Value) -> Option<String> {
     if req.get("tool_choice").and_then(Value::as_str) == Some("none") {
         return None;
     }
-    req.get("tools")?.as_array()?.first()?.get("function")?.get("name")?.as_str().map(str::to_string)
+    req.get("tools")?
+        .as_array()?
+        .first()?
+        .get("function")?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
 }
 
 pub async fn chat(dialect: Dialect, req: &Value, d: Directives) -> Response {
@@ -121,7 +139,10 @@ pub async fn chat(dialect: Dialect, req: &Value, d: Directives) -> Response {
                 {"id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": "{\"city\":\"Paris\"}"}}]}),
             "tool_calls",
         ),
-        None => (json!({"role": "assistant", "content": content, "refusal": null}), "stop"),
+        None => (
+            json!({"role": "assistant", "content": content, "refusal": null}),
+            "stop",
+        ),
     };
     let body = json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": CREATED, "model": model_name(req),
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
@@ -178,7 +199,9 @@ async fn replay_fixture(name: &str, d: &Directives, tx: &Tx) -> Result<(), ()> {
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(());
     }
-    let bytes = tokio::fs::read(format!("{FIXTURES}/{name}.sse")).await.map_err(|_| ())?;
+    let bytes = tokio::fs::read(format!("{FIXTURES}/{name}.sse"))
+        .await
+        .map_err(|_| ())?;
     // Small uneven pieces, so events arrive split across reads as on a real network.
     for piece in bytes.chunks(97) {
         send(tx, Bytes::copy_from_slice(piece)).await?;
@@ -192,7 +215,9 @@ async fn replay_fixture(name: &str, d: &Directives, tx: &Tx) -> Result<(), ()> {
 async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) -> Result<(), ()> {
     let chunks = d.chunks.unwrap_or(4);
     let usage = Usage::of(req, d, chunks);
-    let include_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool);
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool);
     let model = model_name(req);
     let envelope = |choices: Value| {
         let mut c = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": CREATED,
@@ -229,14 +254,29 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
             tokio::time::sleep(delay).await;
         }
         let delta = match (&tool, i) {
-            (Some(name), 0) => json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": ""}}]}),
-            (Some(_), _) => json!({"tool_calls": [{"index": 0, "function": {"arguments": if i == 1 { "{\"city\":" } else if i == 2 { "\"Paris\"}" } else { "" }}}]}),
+            (Some(name), 0) => {
+                json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": ""}}]})
+            }
+            (Some(_), _) => {
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": if i == 1 { "{\"city\":" } else if i == 2 { "\"Paris\"}" } else { "" }}}]})
+            }
             (None, _) => json!({"content": format!("tok{i} ")}),
         };
-        send(tx, sse(&with_usage(envelope(json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}])), i + 1))).await?;
+        send(
+            tx,
+            sse(&with_usage(
+                envelope(
+                    json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+                ),
+                i + 1,
+            )),
+        )
+        .await?;
     }
     let finish_reason = if tool.is_some() { "tool_calls" } else { "stop" };
-    let mut last = envelope(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason}]));
+    let mut last = envelope(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason}]),
+    );
     match dialect {
         Dialect::Moonshot => last["choices"][0]["usage"] = usage.json(dialect, usage.completion),
         Dialect::Zhipu => last["usage"] = usage.json(dialect, usage.completion),
@@ -261,23 +301,53 @@ pub async fn embeddings(req: &Value, d: Directives) -> Response {
     }
     let inputs: Vec<String> = match req.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect(),
         _ => {
-            return error(Dialect::OpenAi, 400, &Directives { message: Some("'input' is required".into()), ..Directives::default() })
+            return error(
+                Dialect::OpenAi,
+                400,
+                &Directives {
+                    message: Some("'input' is required".into()),
+                    ..Directives::default()
+                },
+            )
         }
     };
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let seed = text.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let seed = text
+                .bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
             #[expect(clippy::cast_precision_loss, reason = "a deterministic fake vector")]
-            let vector: Vec<f64> = (0..8u64).map(|k| ((seed >> (k * 4)) & 0xff) as f64 / 255.0).collect();
-            json!({"object": "embedding", "index": i, "embedding": vector})
+            let vector: Vec<f32> = (0..8u64)
+                .map(|k| ((seed >> (k * 4)) & 0xff) as f32 / 255.0)
+                .collect();
+            // The SDKs ask for base64 (little-endian f32) by default and decode it themselves.
+            let embedding = if req.get("encoding_format").and_then(Value::as_str) == Some("base64")
+            {
+                use base64::Engine;
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    let tokens = d.prompt_tokens.unwrap_or_else(|| inputs.iter().map(|s| s.split_whitespace().count() as u64).sum());
-    axum::Json(json!({"object": "list", "data": data, "model": model_name(req),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    let tokens = d.prompt_tokens.unwrap_or_else(|| {
+        inputs
+            .iter()
+            .map(|s| s.split_whitespace().count() as u64)
+            .sum()
+    });
+    axum::Json(
+        json!({"object": "list", "data": data, "model": model_name(req),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
     .into_response()
 }

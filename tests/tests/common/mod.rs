@@ -128,11 +128,19 @@ impl Harness {
         let store = dir.path().join("usage.db");
         let text = format!(
             "{}\n",
-            base_config(&mock, extra).replace("[server]", &format!("[store]\npath = {:?}\n\n[server]", store.display().to_string()))
+            base_config(&mock, extra).replace(
+                "[server]",
+                &format!(
+                    "[store]\npath = {:?}\n\n[server]",
+                    store.display().to_string()
+                )
+            )
         );
         let env = |name: &str| (name == "TEST_KEY_ALL").then(|| KEY.to_string());
         let config = Config::from_toml(&text, &env).unwrap_or_else(|e| panic!("{e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gateway = Gateway::try_new(&config).expect("gateway");
         let sink = gateway.sink();
@@ -163,7 +171,13 @@ impl Harness {
 
     /// POST JSON with the all-models key.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(KEY).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
@@ -174,7 +188,9 @@ impl Harness {
     pub async fn events(&self) -> Vec<UsageEvent> {
         self.sink.flush().await;
         let conn = rusqlite::Connection::open(&self.store).expect("open store");
-        let mut stmt = conn.prepare("SELECT body FROM usage_events ORDER BY event_id").expect("prepare");
+        let mut stmt = conn
+            .prepare("SELECT body FROM usage_events ORDER BY event_id")
+            .expect("prepare");
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .expect("query")
@@ -186,8 +202,15 @@ impl Harness {
     /// The one event with this request id.
     pub async fn event(&self, request_id: &str) -> UsageEvent {
         let events = self.events().await;
-        let matching: Vec<_> = events.into_iter().filter(|e| e.event_id.to_string() == request_id).collect();
-        assert_eq!(matching.len(), 1, "expected exactly one event for {request_id}");
+        let matching: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.event_id.to_string() == request_id)
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "expected exactly one event for {request_id}"
+        );
         matching.into_iter().next().expect("one")
     }
 
@@ -195,7 +218,10 @@ impl Harness {
     pub async fn wait_event(&self, request_id: &str) -> UsageEvent {
         for _ in 0..100 {
             let events = self.events().await;
-            if let Some(e) = events.into_iter().find(|e| e.event_id.to_string() == request_id) {
+            if let Some(e) = events
+                .into_iter()
+                .find(|e| e.event_id.to_string() == request_id)
+            {
                 return e;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -217,13 +243,23 @@ impl Harness {
 }
 
 pub fn request_id(r: &reqwest::Response) -> String {
-    r.headers().get("x-request-id").expect("x-request-id").to_str().expect("ascii").to_string()
+    r.headers()
+        .get("x-request-id")
+        .expect("x-request-id")
+        .to_str()
+        .expect("ascii")
+        .to_string()
 }
 
 /// An SSE body → its `data:` payloads.
 pub fn sse_payloads(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_string)
+        })
         .collect()
 }
 
