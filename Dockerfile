@@ -1,0 +1,29 @@
+# Tollgate images. Targets: `gateway` (the `tollgate` binary) and `mock-upstream` (a keyless demo upstream).
+#   docker build --target gateway -t tollgate/gateway:0.1.0 .
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p tollgate-gateway -p tollgate-tests --bin tollgate --bin tollgate-mock-upstream
+
+FROM debian:bookworm-slim AS runtime-base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home /data --create-home tollgate
+USER tollgate
+WORKDIR /data
+
+FROM runtime-base AS gateway
+COPY --from=builder /src/target/release/tollgate /usr/local/bin/tollgate
+COPY examples /etc/tollgate
+ENV TOLLGATE_LISTEN=0.0.0.0:8080 TOLLGATE_DB=/data/tollgate.db
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+ENTRYPOINT ["/usr/local/bin/tollgate"]
+CMD ["--config", "/etc/tollgate/quickstart.toml"]
+
+FROM runtime-base AS mock-upstream
+COPY --from=builder /src/target/release/tollgate-mock-upstream /usr/local/bin/tollgate-mock-upstream
+EXPOSE 9100
+HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:9100/healthz || exit 1
+ENTRYPOINT ["/usr/local/bin/tollgate-mock-upstream", "--listen", "0.0.0.0:9100"]
