@@ -1,7 +1,25 @@
-//! # tollgate-metering — usage events from Kafka into ClickHouse
+//! # tollgate-metering — usage events from Kafka into ClickHouse, exactly once
 //!
-//! Not built yet: this crate is the home of the metering consumer (binary `tollgate-metering`) that the
-//! usage-pipeline work adds — consumer group → decode (dead-letter what cannot be decoded) → batch by rows,
-//! bytes and age → insert into ClickHouse → commit offsets only after ClickHouse accepted, with exactly-once
-//! effect keyed by `event_id` and partition offsets. Until then the gateway meters into its embedded store
-//! (see `tollgate_gateway::events::embedded`) and this crate holds no code.
+//! ## Layout
+//! - [`settings`] — flags / environment → [`settings::Settings`].
+//! - [`migrate`] — applies `tollgate_schemas::clickhouse::MIGRATIONS` at start (idempotent, recorded).
+//! - [`row`] — `UsageEvent` → the ClickHouse row.
+//! - [`warehouse`] — ClickHouse: dedupe lookup, insert, retry of transient failures.
+//! - [`consumer`] — the loop: consume → decode (dead-letter what cannot be decoded) → batch by rows, bytes
+//!   and age → dedupe → insert → commit offsets.
+//! - [`error`] — [`error::MeteringError`].
+//!
+//! ## Exactly-once effect
+//! Kafka commits alone are not enough: the materialized views sum whatever is inserted, and a crash between
+//! insert and commit redelivers the batch. So offsets are committed only after ClickHouse accepted the rows,
+//! and every batch is deduplicated by `event_id` before insert — against the ids already in ClickHouse (the
+//! raw table is ordered by `event_id`, so the lookup reads only matching granules) and against a bounded
+//! in-memory set of recent ids. Redelivery after a crash and gateway spool replays therefore never insert a
+//! row twice, and the aggregates, fed only by inserted rows, never count one twice.
+
+pub mod consumer;
+pub mod error;
+pub mod migrate;
+pub mod row;
+pub mod settings;
+pub mod warehouse;

@@ -1,0 +1,273 @@
+//! The consume → batch → dedupe → insert → commit loop.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tollgate_schemas::UsageEvent;
+use uuid::Uuid;
+
+use crate::error::MeteringError;
+use crate::migrate;
+use crate::row::UsageRow;
+use crate::settings::Settings;
+use crate::warehouse::{Backoff, Warehouse};
+
+/// Ids remembered after insert, so a replay seen soon after is dropped without asking ClickHouse.
+const RECENT_IDS: usize = 1_000_000;
+
+/// Runs until `shutdown` resolves; then inserts and commits what it holds, and returns.
+///
+/// # Errors
+/// When Kafka clients cannot be created or a migration fails for a reason other than ClickHouse being away.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), MeteringError> {
+    tokio::pin!(shutdown);
+    let warehouse = Warehouse::new(
+        &settings.clickhouse_url,
+        &settings.database,
+        &settings.clickhouse_user,
+        &settings.clickhouse_password,
+    );
+    let mut backoff = Backoff::new();
+    loop {
+        match migrate::apply(warehouse.client(), &settings.database).await {
+            Ok(applied) => {
+                tracing::info!(database = %settings.database, ?applied, "clickhouse schema is current");
+                break;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "clickhouse not reachable; waiting to migrate");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(backoff.delay()) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        // A long ClickHouse outage blocks polling; keep the group membership meanwhile.
+        .set("max.poll.interval.ms", "3600000")
+        .create()?;
+    consumer.subscribe(&[&settings.topic])?;
+    let dead_letters: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    tracing::info!(topic = %settings.topic, group = %settings.group, "consuming usage events");
+
+    let mut state = Loop {
+        settings: &settings,
+        warehouse,
+        consumer: &consumer,
+        dead_letters,
+        batch: Batch::default(),
+        recent: RecentIds::default(),
+    };
+    loop {
+        let deadline = state.batch.first_at.map(|t| t + state.settings.batch_age());
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            () = sleep_until(deadline) => {
+                if !state.flush(&mut shutdown).await {
+                    return Ok(());
+                }
+            }
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    state.take(&message).await;
+                    if state.batch.full(state.settings) && !state.flush(&mut shutdown).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+        }
+    }
+    // Shutdown: one last attempt to store what is held; if ClickHouse is away, it stays uncommitted and is
+    // redelivered to the next consumer.
+    let never = std::future::pending::<()>();
+    tokio::pin!(never);
+    let _ = tokio::time::timeout(Duration::from_secs(10), state.flush(&mut never)).await;
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    rows: Vec<UsageRow>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    /// Highest offset taken per partition (rows and dead letters alike).
+    offsets: HashMap<i32, i64>,
+}
+
+impl Batch {
+    fn full(&self, s: &Settings) -> bool {
+        self.rows.len() >= s.batch_rows || self.bytes >= s.batch_bytes
+    }
+
+    fn note(&mut self, partition: i32, offset: i64, bytes: usize) {
+        self.first_at.get_or_insert_with(Instant::now);
+        self.bytes += bytes;
+        let o = self.offsets.entry(partition).or_insert(offset);
+        *o = (*o).max(offset);
+    }
+}
+
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: &Uuid) -> bool {
+        self.set.contains(id)
+    }
+
+    fn remember(&mut self, id: Uuid) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > RECENT_IDS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+struct Loop<'a> {
+    settings: &'a Settings,
+    warehouse: Warehouse,
+    consumer: &'a StreamConsumer,
+    dead_letters: FutureProducer,
+    batch: Batch,
+    recent: RecentIds,
+}
+
+impl Loop<'_> {
+    /// Adds one record to the batch, or dead-letters it with the reason.
+    async fn take(&mut self, message: &BorrowedMessage<'_>) {
+        let payload = message.payload().unwrap_or_default();
+        match serde_json::from_slice::<UsageEvent>(payload) {
+            Ok(event) => {
+                let row = UsageRow::new(event, message.partition(), message.offset(), now_ms());
+                self.batch.rows.push(row);
+            }
+            Err(e) => self.dead_letter(message, &format!("undecodable usage event: {e}")).await,
+        }
+        self.batch.note(message.partition(), message.offset(), payload.len());
+    }
+
+    /// Writes the record to the dead-letter topic; retried until Kafka takes it, so nothing is lost and the
+    /// partition moves on.
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+        tracing::warn!(partition = message.partition(), offset = message.offset(), reason, "dead-lettering a record");
+        let source = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+        let mut backoff = Backoff::new();
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "tollgate-reason", value: Some(reason) })
+                .insert(Header { key: "tollgate-source", value: Some(&source) });
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.dead_letter_topic)
+                .payload(message.payload().unwrap_or_default())
+                .headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            match self.dead_letters.send(record, Duration::from_secs(10)).await {
+                Ok(_) => return,
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+                    tokio::time::sleep(backoff.delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Dedupes, inserts (retrying while ClickHouse is away) and commits. Returns false if shutdown came
+    /// first — then nothing is committed.
+    async fn flush(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+        if self.batch.offsets.is_empty() {
+            self.batch = Batch::default();
+            return true;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut in_batch = HashSet::new();
+        let recent = &self.recent;
+        batch.rows.retain(|r| !recent.contains(&r.event_id) && in_batch.insert(r.event_id));
+        let mut backoff = Backoff::new();
+        loop {
+            match self.store(&mut batch.rows).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = batch.rows.len(), "clickhouse insert failed; retrying without committing");
+                    tokio::select! {
+                        () = &mut *shutdown => return false,
+                        () = tokio::time::sleep(backoff.delay()) => {}
+                    }
+                }
+            }
+        }
+        for row in &batch.rows {
+            self.recent.remember(row.event_id);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in &batch.offsets {
+            if let Err(e) = offsets.add_partition_offset(&self.settings.topic, *partition, Offset::Offset(offset + 1)) {
+                tracing::warn!(error = %e, "cannot build the offset list");
+            }
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            // Rows are stored; a redelivery is deduplicated. Nothing is lost by a failed commit.
+            tracing::warn!(error = %e, "offset commit failed (rebalance?); redelivered rows will be deduplicated");
+        }
+        tracing::debug!(rows = batch.rows.len(), "batch stored and committed");
+        true
+    }
+
+    /// Drops rows ClickHouse already has (an earlier attempt or a replay), then inserts the rest.
+    async fn store(&self, rows: &mut Vec<UsageRow>) -> Result<(), MeteringError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+        let existing: HashSet<Uuid> = self.warehouse.existing(&ids).await?.into_iter().collect();
+        if !existing.is_empty() {
+            tracing::info!(duplicates = existing.len(), "skipping rows already stored");
+            rows.retain(|r| !existing.contains(&r.event_id));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.warehouse.insert(rows).await
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}

@@ -1,0 +1,76 @@
+//! ClickHouse DDL as ordered migrations, and the names of what they create.
+//!
+//! Every statement runs on ClickHouse 18.16 (Debian's server) and on current ClickHouse (checked through
+//! `chdb-core` in `tests/python/test_clickhouse_ddl.py`). `{db}` stands for the database, so tests can use one
+//! database each. The consumer records applied versions in [`MIGRATIONS_TABLE`] and applies the rest at start.
+
+/// Raw usage rows, one per event.
+pub const USAGE_EVENTS: &str = "usage_events";
+/// Per-minute aggregate table (fed by a materialized view).
+pub const USAGE_BY_MINUTE: &str = "usage_by_minute";
+/// Per-day aggregate table (fed by a materialized view).
+pub const USAGE_BY_DAY: &str = "usage_by_day";
+/// Applied migration versions.
+pub const MIGRATIONS_TABLE: &str = "schema_migrations";
+
+/// DDL of [`MIGRATIONS_TABLE`].
+pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
+    (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version";
+
+/// One migration: a version, a name, and its statements.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    sql: &'static str,
+}
+
+/// All migrations, in the order they apply.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "usage_events", sql: include_str!("../migrations/clickhouse/0001_usage_events.sql") },
+    Migration {
+        version: 2,
+        name: "usage_by_minute",
+        sql: include_str!("../migrations/clickhouse/0002_usage_by_minute.sql"),
+    },
+    Migration { version: 3, name: "usage_by_day", sql: include_str!("../migrations/clickhouse/0003_usage_by_day.sql") },
+];
+
+impl Migration {
+    /// The migration's statements for database `db`, comments removed, one statement per item (ClickHouse's
+    /// HTTP interface takes one statement per request).
+    #[must_use]
+    pub fn statements(&self, db: &str) -> Vec<String> {
+        statements(self.sql, db)
+    }
+}
+
+/// Splits SQL text on `;` at line ends, dropping `--` comment lines, with `{db}` replaced.
+#[must_use]
+pub fn statements(sql: &str, db: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.split(";\n")
+        .map(|s| s.trim().trim_end_matches(';').trim().replace("{db}", db))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_split_into_statements() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        let s = MIGRATIONS[1].statements("tg_test");
+        assert_eq!(s.len(), 2);
+        assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS tg_test.usage_by_minute"));
+        assert!(s[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS tg_test.usage_by_minute_mv TO tg_test.usage_by_minute"));
+        assert!(s.iter().all(|st| !st.contains("{db}") && !st.contains("--")));
+    }
+}
