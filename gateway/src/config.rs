@@ -19,7 +19,7 @@ pub use secret::Secret;
 
 use crate::auth::KeyHash;
 use crate::provider::ProviderKind;
-use raw::{RawDeployment, RawKey, RawModel, RawProvider, RawServer, RawStore};
+use raw::{RawDeployment, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore};
 
 /// Default cap on a request body: large enough for a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    /// Present: usage events go to Kafka (spooled to disk while it is away). Absent: the embedded store.
+    pub kafka: Option<KafkaConfig>,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
@@ -44,6 +46,19 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+}
+
+/// The Kafka event sink.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Where events wait while Kafka is unreachable.
+    pub spool_dir: PathBuf,
+    /// Spool size cap; beyond it events are dropped (counted, alarmed).
+    pub spool_max_bytes: u64,
+    /// How long the producer keeps trying one event before it goes to the spool.
+    pub message_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +262,10 @@ impl Validator<'_> {
         let store = root
             .remove("store")
             .and_then(|v| self.section::<RawStore>("store", v));
+        let kafka = root
+            .remove("kafka")
+            .and_then(|v| self.section::<RawKafka>("kafka", v))
+            .map(|k| self.kafka(k));
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
@@ -293,6 +312,7 @@ impl Validator<'_> {
         Some(Config {
             server: server?,
             store,
+            kafka,
             providers,
             models,
             keys,
@@ -323,6 +343,25 @@ impl Validator<'_> {
             listen: listen?,
             max_body_bytes: max_body_bytes?,
         })
+    }
+
+    fn kafka(&mut self, raw: RawKafka) -> KafkaConfig {
+        if raw.brokers.trim().is_empty() {
+            self.issue("kafka.brokers", "must list at least one broker (host:port)");
+        }
+        if raw.spool_max_bytes == Some(0) {
+            self.issue("kafka.spool_max_bytes", "must be greater than 0");
+        }
+        if raw.message_timeout_ms == Some(0) {
+            self.issue("kafka.message_timeout_ms", "must be greater than 0");
+        }
+        KafkaConfig {
+            brokers: raw.brokers,
+            topic: raw.topic.unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
+            spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
+            spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
+            message_timeout: Duration::from_millis(raw.message_timeout_ms.unwrap_or(5_000)),
+        }
     }
 
     fn provider(&mut self, path: &str, name: String, raw: RawProvider) -> Option<ProviderConfig> {

@@ -1,11 +1,13 @@
 //! Usage-event emission: a non-blocking hand-off from the request path to a store.
 //!
 //! [`EventSink::emit`] never waits: it puts the event on a bounded queue and returns. A writer on its own
-//! thread drains the queue in batches into the configured store — this issue ships the embedded SQLite
-//! store ([`embedded`]); the Kafka producer with its disk spool plugs in behind the same [`EventSink`].
+//! thread drains the queue in batches into the configured store: the embedded SQLite store ([`embedded`]) or
+//! Kafka ([`kafka`], with its disk [`spool`] for when Kafka is away).
 //! A full queue is the only way to lose an event; it is counted (`dropped`) and logged, never silent.
 
 pub mod embedded;
+pub mod kafka;
+pub mod spool;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -24,7 +26,11 @@ pub struct SinkStats {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
     pub write_errors: AtomicU64,
-    /// False while the store refuses writes (the writer keeps the batch and retries).
+    /// Kafka sink: events put in the disk spool, events replayed from it, bytes waiting in it.
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    /// False while the store refuses writes (the writer keeps the batch and retries) or the spool is full.
     pub healthy: AtomicBool,
 }
 
@@ -35,6 +41,9 @@ pub struct SinkSnapshot {
     pub written: u64,
     pub dropped: u64,
     pub write_errors: u64,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub spool_bytes: u64,
     pub healthy: bool,
 }
 
@@ -46,6 +55,9 @@ impl SinkStats {
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            spool_bytes: self.spool_bytes.load(Ordering::Relaxed),
             healthy: self.healthy.load(Ordering::Relaxed),
         }
     }

@@ -15,7 +15,8 @@
 //! - [`exchange`] — one request's accounting, ending in exactly one usage event.
 //! - [`routing`] — public model → deployments (round-robin).
 //! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
-//! - [`events`] — non-blocking event emission; [`events::embedded`] is the SQLite store.
+//! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
+//!   disk [`events::spool`]).
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
 //! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
@@ -55,12 +56,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Opens the embedded usage store and builds the routing table.
+    /// Starts the usage sink (Kafka when configured, else the embedded store) and builds the routing table.
     ///
     /// # Errors
     /// When the store cannot be opened or a provider's client cannot be built.
     pub fn try_new(config: &Config) -> Result<Self, GatewayError> {
-        let (sink, worker) = events::embedded::start(&config.store.path)?;
+        let (sink, worker) = match &config.kafka {
+            Some(kafka) => events::kafka::start(kafka)?,
+            None => events::embedded::start(&config.store.path)?,
+        };
         let state = Arc::new(AppState::try_new(config, sink)?);
         Ok(Self { state, worker })
     }

@@ -49,3 +49,13 @@ pub struct RawKey {
     pub key_env: Option<String>,
     pub models: Option<Vec<String>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub brokers: String,
+    pub topic: Option<String>,
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
+}
