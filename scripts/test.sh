@@ -2,7 +2,10 @@
 # The whole test suite, from a bare machine: installs what it needs, then runs
 #   1. cargo fmt --check and cargo clippy (warnings are errors),
 #   2. the Rust unit and end-to-end tests (gateway in-process against the mock upstream),
-#   3. the official OpenAI SDKs (Python, Node) against the real binaries.
+#   3. the pipeline tests against real Kafka and ClickHouse (started by scripts/services.sh),
+#   4. the official OpenAI SDKs (Python, Node) against the real binaries, and the ClickHouse DDL on current
+#      ClickHouse (chdb),
+#   5. docker-compose.yml validated with `docker compose config`.
 # `.ci/run` calls exactly this. Idempotent: reuses the venv and node_modules when they are current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,14 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
 command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# librdkafka is built from source (rdkafka's cmake-build): it needs cmake, a C compiler and curl's headers.
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -25,6 +36,12 @@ cargo build --workspace --locked
 
 step "rust tests"
 cargo test --workspace --locked
+
+step "services: Kafka and ClickHouse"
+bash scripts/services.sh
+
+step "pipeline tests (real Kafka + ClickHouse)"
+cargo test --locked -p tollgate-tests --test pipeline -- --ignored --test-threads=1
 
 step "python: official openai SDK"
 if [ ! -x .venv/bin/python ]; then
@@ -38,3 +55,9 @@ step "node: official openai SDK"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 TOLLGATE_BIN="$ROOT/target/debug/tollgate" TOLLGATE_MOCK_BIN="$ROOT/target/debug/tollgate-mock-upstream" \
   node --test tests/node/
+
+step "docker-compose.yml"
+bash scripts/install-compose.sh
+TOLLGATE_API_KEY=ci-check docker compose -f docker-compose.yml config --quiet
+TOLLGATE_API_KEY=ci-check docker compose -f docker-compose.yml --profile demo config --quiet
+echo "docker-compose.yml is valid"
