@@ -1,9 +1,15 @@
-# Tollgate images. Targets: `gateway` (the `tollgate` binary) and `mock-upstream` (a keyless demo upstream).
+# Tollgate images. Targets: `gateway` (the `tollgate` binary), `metering` (the `tollgate-metering` consumer)
+# and `mock-upstream` (a keyless demo upstream).
 #   docker build --target gateway -t tollgate/gateway:0.1.0 .
 FROM rust:1.95-bookworm AS builder
+# librdkafka is built from source by rdkafka's cmake-build feature.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p tollgate-gateway -p tollgate-tests --bin tollgate --bin tollgate-mock-upstream
+RUN cargo build --release --locked -p tollgate-gateway -p tollgate-metering -p tollgate-tests \
+      --bin tollgate --bin tollgate-metering --bin tollgate-mock-upstream
 
 FROM debian:bookworm-slim AS runtime-base
 RUN apt-get update \
@@ -21,6 +27,10 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
 ENTRYPOINT ["/usr/local/bin/tollgate"]
 CMD ["--config", "/etc/tollgate/quickstart.toml"]
+
+FROM runtime-base AS metering
+COPY --from=builder /src/target/release/tollgate-metering /usr/local/bin/tollgate-metering
+ENTRYPOINT ["/usr/local/bin/tollgate-metering"]
 
 FROM runtime-base AS mock-upstream
 COPY --from=builder /src/target/release/tollgate-mock-upstream /usr/local/bin/tollgate-mock-upstream

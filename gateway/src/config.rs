@@ -249,10 +249,10 @@ impl Validator<'_> {
             return None;
         };
         for key in root.keys() {
-            if !["server", "store", "providers", "models", "keys"].contains(&key.as_str()) {
+            if !["server", "store", "kafka", "providers", "models", "keys"].contains(&key.as_str()) {
                 self.issue(
                     key,
-                    "unknown section (expected server, store, providers, models, keys)",
+                    "unknown section (expected server, store, kafka, providers, models, keys)",
                 );
             }
         }

@@ -182,3 +182,19 @@ models = ["*"]
     let err = Config::from_toml(text, &env_of(&[("K", "abc")])).unwrap_err();
     assert!(err.issues.iter().any(|i| i.message.contains("twice")));
 }
+
+#[test]
+fn kafka_section_selects_the_kafka_sink_with_defaults() {
+    let text = "[kafka]\nbrokers = \"127.0.0.1:19092\"\n";
+    let c = Config::from_toml(text, &env_of(&[])).unwrap();
+    let k = c.kafka.unwrap();
+    assert_eq!(k.brokers, "127.0.0.1:19092");
+    assert_eq!(k.topic, tollgate_schemas::topics::USAGE);
+    assert_eq!(k.message_timeout, Duration::from_secs(5));
+    assert!(Config::from_toml("", &env_of(&[])).unwrap().kafka.is_none());
+    let err = Config::from_toml("[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\nfoo = 1\n", &env_of(&[])).unwrap_err();
+    assert!(err.issues.iter().any(|i| i.path == "kafka"), "{err}");
+    let err = Config::from_toml("[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\n", &env_of(&[])).unwrap_err();
+    let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["kafka.brokers", "kafka.spool_max_bytes"]);
+}
