@@ -264,6 +264,11 @@ impl Loop<'_> {
         if rows.is_empty() {
             return Ok(());
         }
+        // Stamped at insert, so `inserted_at_ms - finished_at_ms` is the request → row lag.
+        let now = now_ms();
+        for row in rows.iter_mut() {
+            row.inserted_at_ms = now;
+        }
         self.warehouse.insert(rows).await
     }
 }
