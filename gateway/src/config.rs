@@ -249,7 +249,8 @@ impl Validator<'_> {
             return None;
         };
         for key in root.keys() {
-            if !["server", "store", "kafka", "providers", "models", "keys"].contains(&key.as_str()) {
+            if !["server", "store", "kafka", "providers", "models", "keys"].contains(&key.as_str())
+            {
                 self.issue(
                     key,
                     "unknown section (expected server, store, kafka, providers, models, keys)",
@@ -357,7 +358,9 @@ impl Validator<'_> {
         }
         KafkaConfig {
             brokers: raw.brokers,
-            topic: raw.topic.unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
+            topic: raw
+                .topic
+                .unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
             spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
             spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
             message_timeout: Duration::from_millis(raw.message_timeout_ms.unwrap_or(5_000)),

@@ -1,8 +1,10 @@
 //! One request's accounting: who asked, for what, what it cost — ending in exactly one [`UsageEvent`].
 //!
 //! An [`Exchange`] is created once the caller is authenticated and consumed by [`Exchange::finish`]; the type
-//! makes "one request, one event" hold: it cannot finish twice, and every path out of the proxy finishes it.
+//! makes "one request, one event" hold: it cannot finish twice, every path out of the proxy finishes it, and
+//! one dropped unfinished (a panic, a cancelled task) still emits its event, marked `exchange_abandoned`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +33,9 @@ pub struct Exchange {
     pub ttft: Option<Duration>,
     /// Size of the client's request body, for estimating prompt tokens when the upstream reports none.
     pub request_bytes: usize,
+    /// Set by the HTTP side when the client hung up before its answer was ready.
+    client_gone: Arc<AtomicBool>,
+    finished: bool,
 }
 
 /// How an exchange ended.
@@ -63,7 +68,12 @@ impl Ending {
 
 impl Exchange {
     #[must_use]
-    pub fn begin(sink: &EventSink, principal: Arc<Principal>, endpoint: Endpoint) -> Self {
+    pub fn begin(
+        sink: &EventSink,
+        principal: Arc<Principal>,
+        endpoint: Endpoint,
+        client_gone: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             sink: sink.clone(),
             event_id: Uuid::now_v7(),
@@ -78,6 +88,8 @@ impl Exchange {
             attempts: 0,
             ttft: None,
             request_bytes: 0,
+            client_gone,
+            finished: false,
         }
     }
 
@@ -105,7 +117,19 @@ impl Exchange {
     }
 
     /// Emits the request's one usage event.
-    pub fn finish(self, ending: Ending) {
+    pub fn finish(mut self, ending: Ending) {
+        self.emit(ending);
+    }
+
+    fn emit(&mut self, mut ending: Ending) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if ending.outcome == Outcome::Success && self.client_gone.load(Ordering::Relaxed) {
+            ending.outcome = Outcome::ClientDisconnected;
+            ending.error_code = Some("client_disconnected".into());
+        }
         let elapsed = self.started.elapsed();
         let (provider, provider_kind, deployment, upstream_model) = match &self.deployment {
             Some(d) => (
@@ -125,9 +149,9 @@ impl Exchange {
             tenant: self.principal.tenant.clone(),
             team: self.principal.team.clone(),
             key_id: self.principal.key_id.clone(),
-            end_user: self.end_user,
+            end_user: self.end_user.take(),
             endpoint: self.endpoint,
-            model: self.model,
+            model: std::mem::take(&mut self.model),
             provider,
             provider_kind,
             deployment,
@@ -170,6 +194,22 @@ pub fn with_request_id(
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::error!(target: "tollgate::proxy", request_id = %self.event_id, "exchange dropped unfinished");
+            let usage = UsageVector::default();
+            self.emit(Ending {
+                outcome: Outcome::GatewayError,
+                http_status: 500,
+                error_code: Some("exchange_abandoned".into()),
+                usage,
+                usage_source: UsageSource::None,
+            });
+        }
+    }
 }
 
 fn epoch_ms(t: SystemTime) -> i64 {

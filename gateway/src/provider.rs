@@ -24,7 +24,9 @@ use crate::error::GatewayError;
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
-    base_url: String,
+    /// Endpoint URLs, parsed once.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     /// `Authorization` values, one per key, marked sensitive so they never print.
     auth: Vec<HeaderValue>,
     next_key: AtomicUsize,
@@ -60,10 +62,17 @@ impl Provider {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let base = config.base_url.as_str().trim_end_matches('/');
+        let url = |path: &str| {
+            reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| {
+                GatewayError::Internal(format!("provider {} has a bad base URL: {e}", config.name))
+            })
+        };
         Ok(Self {
             name: config.name.clone(),
             kind: config.kind,
-            base_url: config.base_url.as_str().trim_end_matches('/').to_string(),
+            chat_url: url("/chat/completions")?,
+            embeddings_url: url("/embeddings")?,
             auth,
             next_key: AtomicUsize::new(0),
             timeouts: config.timeouts,
@@ -78,14 +87,14 @@ impl Provider {
     }
 
     /// A POST to `endpoint`, signed with the next key in round-robin order.
-    pub fn post(&self, endpoint: Endpoint, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let path = match endpoint {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Embeddings => "/embeddings",
+    pub fn post(&self, endpoint: Endpoint, body: bytes::Bytes) -> reqwest::RequestBuilder {
+        let url = match endpoint {
+            Endpoint::ChatCompletions => self.chat_url.clone(),
+            Endpoint::Embeddings => self.embeddings_url.clone(),
         };
         let mut request = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
         if !self.auth.is_empty() {

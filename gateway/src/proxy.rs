@@ -2,22 +2,31 @@
 //!
 //! Everything that is not translation lives here, once, for every provider. Each request ends in exactly one
 //! usage event (see [`crate::exchange`]).
+//!
+//! The work after authentication runs in its own task: if the client hangs up while the upstream is
+//! answering, the upstream call (which the provider bills) still completes and is metered, marked
+//! `client_disconnected`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tollgate_schemas::{Endpoint, Outcome, UsageSource};
 
+use crate::auth::Principal;
 use crate::error::GatewayError;
 use crate::exchange::{with_request_id, Ending, Exchange};
-use crate::provider::{request, upstream_error, usage};
+use crate::provider::request::{self, RequestFacts};
+use crate::provider::{upstream_error, usage};
 use crate::relay;
 use crate::routing::Deployment;
 use crate::state::AppState;
@@ -25,13 +34,38 @@ use crate::state::AppState;
 /// Most bytes of an upstream error body read (the message is cut further when passed on).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// A client's request, read and checked.
+/// The fields of a request the gateway reads. serde skips every other field without building it, so a large
+/// prompt is scanned once and never copied.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+}
+
+/// A client's request, read and checked; the body is kept as the client's bytes.
 struct ClientRequest {
-    body: Map<String, Value>,
+    raw: Bytes,
     model: String,
     stream: bool,
     /// `stream_options.include_usage` as the client sent it.
     include_usage: bool,
+    end_user: Option<String>,
+    has_max_completion_tokens: bool,
+}
+
+fn invalid(message: &str, param: &'static str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.into(),
+        param: Some(param),
+    }
 }
 
 impl ClientRequest {
@@ -40,7 +74,7 @@ impl ClientRequest {
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
         limit: usize,
-    ) -> Result<(Self, usize), GatewayError> {
+    ) -> Result<Self, GatewayError> {
         if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default();
             let mime = ct.split(';').next().unwrap_or_default().trim();
@@ -50,7 +84,7 @@ impl ClientRequest {
                 ));
             }
         }
-        let bytes = body.map_err(|rejection| {
+        let raw = body.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 GatewayError::BodyTooLarge { limit }
             } else {
@@ -60,77 +94,101 @@ impl ClientRequest {
                 }
             }
         })?;
-        let body: Map<String, Value> = serde_json::from_slice(&bytes)
-            .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        // serde would read a struct from an array too; the body must be an object.
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(GatewayError::MalformedJson(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        let peek: Peek<'_> =
+            serde_json::from_slice(&raw).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let model = match peek.model.map(|m| serde_json::from_str::<String>(m.get())) {
+            Some(Ok(m)) if !m.is_empty() => m,
             _ => {
-                return Err(GatewayError::InvalidRequest {
-                    message: "you must provide a model parameter (a non-empty string)".into(),
-                    param: Some("model"),
-                })
+                return Err(invalid(
+                    "you must provide a model parameter (a non-empty string)",
+                    "model",
+                ))
             }
         };
-        let stream = match (endpoint, body.get("stream")) {
-            (_, None | Some(Value::Null)) => false,
-            (Endpoint::ChatCompletions, Some(Value::Bool(b))) => *b,
-            (Endpoint::ChatCompletions, Some(_)) => {
-                return Err(GatewayError::InvalidRequest {
-                    message: "`stream` must be a boolean".into(),
-                    param: Some("stream"),
-                })
-            }
-            (Endpoint::Embeddings, Some(_)) => {
-                return Err(GatewayError::InvalidRequest {
-                    message: "embeddings cannot stream".into(),
-                    param: Some("stream"),
-                })
-            }
+        let stream = match peek
+            .stream
+            .map(|s| serde_json::from_str::<Option<bool>>(s.get()))
+        {
+            None | Some(Ok(None | Some(false))) => false,
+            Some(Ok(Some(true))) if endpoint == Endpoint::ChatCompletions => true,
+            Some(Ok(Some(true))) => return Err(invalid("embeddings cannot stream", "stream")),
+            Some(Err(_)) => return Err(invalid("`stream` must be a boolean", "stream")),
         };
-        let include_usage = body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+        let include_usage = peek
+            .stream_options
+            .and_then(|o| serde_json::from_str::<Value>(o.get()).ok())
+            .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
             .unwrap_or(false);
-        Ok((
-            Self {
-                body,
-                model,
-                stream,
-                include_usage,
-            },
-            bytes.len(),
-        ))
+        let end_user = peek
+            .user
+            .and_then(|u| serde_json::from_str::<String>(u.get()).ok())
+            .map(|u| u.chars().take(256).collect());
+        let has_max_completion_tokens = peek.max_completion_tokens.is_some();
+        Ok(Self {
+            raw,
+            model,
+            stream,
+            include_usage,
+            end_user,
+            has_max_completion_tokens,
+        })
     }
 
-    fn end_user(&self) -> Option<String> {
-        self.body
-            .get("user")
-            .and_then(Value::as_str)
-            .map(|u| u.chars().take(256).collect())
-    }
-
-    /// The body for `deployment`, serialized.
+    /// The body for `deployment`: the client's own bytes when nothing needs to change (the common case),
+    /// else the body rewritten by the provider's request shaping.
     fn upstream_body(
-        mut self,
+        self,
         endpoint: Endpoint,
         deployment: &Deployment,
-    ) -> Result<Vec<u8>, GatewayError> {
+    ) -> Result<Bytes, GatewayError> {
+        let kind = deployment.provider.kind;
+        let facts = RequestFacts {
+            model: &self.model,
+            upstream_model: &deployment.upstream_model,
+            stream: self.stream,
+            include_usage: self.include_usage,
+            has_max_completion_tokens: self.has_max_completion_tokens,
+        };
+        let rewrite = match endpoint {
+            Endpoint::ChatCompletions => request::chat_needs_rewrite(kind, &facts),
+            Endpoint::Embeddings => facts.model != facts.upstream_model,
+        };
+        if !rewrite {
+            return Ok(self.raw);
+        }
+        let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
+            .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
         match endpoint {
             Endpoint::ChatCompletions => {
-                request::prepare_chat(
-                    deployment.provider.kind,
-                    &mut self.body,
-                    &deployment.upstream_model,
-                    self.stream,
-                );
+                request::prepare_chat(kind, &mut body, &deployment.upstream_model, self.stream)
             }
             Endpoint::Embeddings => {
-                request::prepare_embeddings(&mut self.body, &deployment.upstream_model)
+                request::prepare_embeddings(&mut body, &deployment.upstream_model)
             }
         }
-        serde_json::to_vec(&self.body)
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
             .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
+    }
+}
+
+/// Set when the client's side of the exchange goes away before the answer is ready.
+struct ClientWatch {
+    gone: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for ClientWatch {
+    fn drop(&mut self) {
+        if self.armed {
+            self.gone.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -143,18 +201,38 @@ pub async fn handle(
 ) -> Response {
     let principal = match state.keys.authenticate(&headers) {
         Ok(p) => p,
-        Err(e) => return axum::response::IntoResponse::into_response(e),
+        Err(e) => return e.into_response(),
     };
-    let mut ex = Exchange::begin(&state.sink, principal, endpoint);
-    let (request, request_bytes) =
-        match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
-            Ok(r) => r,
-            Err(e) => return ex.refuse(e),
-        };
-    ex.request_bytes = request_bytes;
-    ex.model = request.model.clone();
+    let mut watch = ClientWatch {
+        gone: Arc::new(AtomicBool::new(false)),
+        armed: true,
+    };
+    let gone = watch.gone.clone();
+    let task = tokio::spawn(serve(state, principal, endpoint, headers, body, gone));
+    let response = task.await.unwrap_or_else(|e| {
+        GatewayError::Internal(format!("request task failed: {e}")).into_response()
+    });
+    watch.armed = false;
+    response
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    principal: Arc<Principal>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    client_gone: Arc<AtomicBool>,
+) -> Response {
+    let mut ex = Exchange::begin(&state.sink, principal, endpoint, client_gone);
+    let request = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
+        Ok(r) => r,
+        Err(e) => return ex.refuse(e),
+    };
+    ex.request_bytes = request.raw.len();
+    ex.model.clone_from(&request.model);
     ex.stream = request.stream;
-    ex.end_user = request.end_user();
+    ex.end_user.clone_from(&request.end_user);
     if !state.router.contains(&request.model) {
         let model = request.model;
         return ex.refuse(GatewayError::UnknownModel(model));
@@ -217,30 +295,34 @@ pub async fn handle(
     complete_plain(ex, &deployment, body)
 }
 
+/// Reads only `usage` from a response; serde skips the rest.
+#[derive(Deserialize)]
+struct ResponsePeek {
+    #[serde(default)]
+    usage: Option<Map<String, Value>>,
+}
+
 /// Meters a finished non-streamed response and passes it on.
 fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Response {
-    let Ok(Value::Object(mut parsed)) = serde_json::from_slice::<Value>(&body) else {
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let Some(peek) = is_object
+        .then(|| serde_json::from_slice::<ResponsePeek>(&body).ok())
+        .flatten()
+    else {
         return ex.refuse(GatewayError::UpstreamFailed {
             provider: deployment.provider.name.clone(),
             status: Some(200),
             message: "the upstream answered 200 with a body that is not a JSON object".into(),
         });
     };
-    let found = usage::find_usage(&parsed)
-        .map(|u| (usage::usage_vector(u), u.contains_key("cached_tokens")));
-    let (vector, source) = match found {
-        Some((v, _)) => (v, UsageSource::Provider),
+    let (vector, source) = match &peek.usage {
+        Some(u) => (usage::usage_vector(u), UsageSource::Provider),
         None => (Default::default(), UsageSource::None),
     };
-    // Pass the upstream's bytes through untouched unless its usage needs normalising (Moonshot).
-    let body = match found {
-        Some((_, true)) => {
-            if let Some(u) = parsed.get("usage").and_then(Value::as_object) {
-                let normalized = usage::normalized_usage(u);
-                parsed.insert("usage".into(), Value::Object(normalized));
-            }
-            Bytes::from(serde_json::to_vec(&parsed).unwrap_or_else(|_| body.to_vec()))
-        }
+    // The upstream's bytes go through untouched unless its usage needs normalising (Moonshot's top-level
+    // `cached_tokens`).
+    let body = match &peek.usage {
+        Some(u) if u.contains_key("cached_tokens") => normalize_usage(&body, u).unwrap_or(body),
         _ => body,
     };
     let id = ex.event_id;
@@ -257,6 +339,12 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
         .body(Body::from(body))
         .unwrap_or_default();
     with_request_id(response, id)
+}
+
+fn normalize_usage(body: &[u8], u: &Map<String, Value>) -> Option<Bytes> {
+    let mut parsed: Map<String, Value> = serde_json::from_slice(body).ok()?;
+    parsed.insert("usage".into(), Value::Object(usage::normalized_usage(u)));
+    serde_json::to_vec(&parsed).ok().map(Bytes::from)
 }
 
 async fn read_capped(
@@ -320,7 +408,7 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     if parts.is_empty() {
-        parts.push(e.to_string());
+        parts.push("request failed".into());
     }
     parts.join(": ")
 }

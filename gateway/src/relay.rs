@@ -192,6 +192,13 @@ impl StreamRelay {
             forward(out, payload);
             return false;
         }
+        if !self.client_wants_usage {
+            if let Some(stripped) = strip_null_usage(payload) {
+                self.content_chunks += 1;
+                forward(out, &stripped);
+                return false;
+            }
+        }
         let Ok(Value::Object(mut chunk)) = serde_json::from_slice::<Value>(payload) else {
             forward(out, payload);
             return false;
@@ -322,8 +329,57 @@ impl StreamRelay {
     }
 }
 
+/// `"usage":null` is what an OpenAI chunk carries on every chunk once usage was requested. When it is the
+/// chunk's only mention of usage (and there is no error), it is cut out at byte level instead of re-encoding
+/// the chunk. In compact JSON an unescaped `"usage":null` can only be a key and its value.
+fn strip_null_usage(payload: &[u8]) -> Option<Vec<u8>> {
+    if memchr::memmem::find_iter(payload, b"\"usage\"").count() != 1
+        || memchr::memmem::find(payload, b"\"error\"").is_some()
+    {
+        return None;
+    }
+    for pattern in [&b",\"usage\":null"[..], &b"\"usage\":null,"[..]] {
+        if let Some(at) = memchr::memmem::find(payload, pattern) {
+            let mut out = Vec::with_capacity(payload.len());
+            out.extend_from_slice(&payload[..at]);
+            out.extend_from_slice(&payload[at + pattern.len()..]);
+            return Some(out);
+        }
+    }
+    None
+}
+
 fn forward(out: &mut BytesMut, payload: &[u8]) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_null_usage;
+
+    #[test]
+    fn null_usage_is_cut_only_where_it_is_the_key_and_value() {
+        let cut = |s: &str| strip_null_usage(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            cut(r#"{"id":"x","choices":[],"usage":null}"#).as_deref(),
+            Some(r#"{"id":"x","choices":[]}"#)
+        );
+        assert_eq!(
+            cut(r#"{"usage":null,"id":"x"}"#).as_deref(),
+            Some(r#"{"id":"x"}"#)
+        );
+        assert_eq!(
+            cut(r#"{"id":"x","usage":{"prompt_tokens":1}}"#),
+            None,
+            "real usage is parsed instead"
+        );
+        assert_eq!(
+            cut(r#"{"id":"x", "usage": null}"#),
+            None,
+            "not compact: parsed instead"
+        );
+        assert_eq!(cut(r#"{"error":{"message":"m"},"usage":null}"#), None);
+    }
 }

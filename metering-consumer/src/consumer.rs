@@ -25,7 +25,10 @@ const RECENT_IDS: usize = 1_000_000;
 ///
 /// # Errors
 /// When Kafka clients cannot be created or a migration fails for a reason other than ClickHouse being away.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), MeteringError> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), MeteringError> {
     tokio::pin!(shutdown);
     let warehouse = Warehouse::new(
         &settings.clickhouse_url,
@@ -178,28 +181,52 @@ impl Loop<'_> {
                 let row = UsageRow::new(event, message.partition(), message.offset(), now_ms());
                 self.batch.rows.push(row);
             }
-            Err(e) => self.dead_letter(message, &format!("undecodable usage event: {e}")).await,
+            Err(e) => {
+                self.dead_letter(message, &format!("undecodable usage event: {e}"))
+                    .await
+            }
         }
-        self.batch.note(message.partition(), message.offset(), payload.len());
+        self.batch
+            .note(message.partition(), message.offset(), payload.len());
     }
 
     /// Writes the record to the dead-letter topic; retried until Kafka takes it, so nothing is lost and the
     /// partition moves on.
     async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
-        tracing::warn!(partition = message.partition(), offset = message.offset(), reason, "dead-lettering a record");
-        let source = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+        tracing::warn!(
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering a record"
+        );
+        let source = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
         let mut backoff = Backoff::new();
         loop {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "tollgate-reason", value: Some(reason) })
-                .insert(Header { key: "tollgate-source", value: Some(&source) });
+                .insert(Header {
+                    key: "tollgate-reason",
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "tollgate-source",
+                    value: Some(&source),
+                });
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.dead_letter_topic)
                 .payload(message.payload().unwrap_or_default())
                 .headers(headers);
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
-            match self.dead_letters.send(record, Duration::from_secs(10)).await {
+            match self
+                .dead_letters
+                .send(record, Duration::from_secs(10))
+                .await
+            {
                 Ok(_) => return,
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "dead-letter produce failed; retrying");
@@ -219,7 +246,9 @@ impl Loop<'_> {
         let mut batch = std::mem::take(&mut self.batch);
         let mut in_batch = HashSet::new();
         let recent = &self.recent;
-        batch.rows.retain(|r| !recent.contains(&r.event_id) && in_batch.insert(r.event_id));
+        batch
+            .rows
+            .retain(|r| !recent.contains(&r.event_id) && in_batch.insert(r.event_id));
         let mut backoff = Backoff::new();
         loop {
             match self.store(&mut batch.rows).await {
@@ -238,7 +267,11 @@ impl Loop<'_> {
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, offset) in &batch.offsets {
-            if let Err(e) = offsets.add_partition_offset(&self.settings.topic, *partition, Offset::Offset(offset + 1)) {
+            if let Err(e) = offsets.add_partition_offset(
+                &self.settings.topic,
+                *partition,
+                Offset::Offset(offset + 1),
+            ) {
                 tracing::warn!(error = %e, "cannot build the offset list");
             }
         }
@@ -274,5 +307,7 @@ impl Loop<'_> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
 }

@@ -7,7 +7,11 @@ pub enum MeteringError {
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: u32, name: &'static str, source: clickhouse::error::Error },
+    Migration {
+        version: u32,
+        name: &'static str,
+        source: clickhouse::error::Error,
+    },
     #[error("invalid setting {name}: {message}")]
     Setting { name: &'static str, message: String },
 }
@@ -18,10 +22,12 @@ impl MeteringError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::ClickHouse(e) | Self::Migration { source: e, .. } => matches!(
-                e,
-                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
-            ) || e.to_string().contains("connect"),
+            Self::ClickHouse(e) | Self::Migration { source: e, .. } => {
+                matches!(
+                    e,
+                    clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
+                ) || e.to_string().contains("connect")
+            }
             Self::Kafka(_) => true,
             Self::Setting { .. } => false,
         }

@@ -12,20 +12,29 @@ use crate::error::MeteringError;
 /// The first statement ClickHouse refuses.
 pub async fn apply(client: &Client, database: &str) -> Result<Vec<u32>, MeteringError> {
     // The client is bound to `database`, which may not exist yet: create it through a database-less client.
-    client.clone().with_database("default").query(&format!("CREATE DATABASE IF NOT EXISTS {database}")).execute().await?;
+    client
+        .clone()
+        .with_database("default")
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .execute()
+        .await?;
     for statement in statements(MIGRATIONS_TABLE_DDL, database) {
         client.query(&statement).execute().await?;
     }
-    let applied: Vec<u32> =
-        client.query(&format!("SELECT version FROM {database}.schema_migrations")).fetch_all::<u32>().await?;
+    let applied: Vec<u32> = client
+        .query(&format!("SELECT version FROM {database}.schema_migrations"))
+        .fetch_all::<u32>()
+        .await?;
     let mut done = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for statement in m.statements(database) {
-            client
-                .query(&statement)
-                .execute()
-                .await
-                .map_err(|source| MeteringError::Migration { version: m.version, name: m.name, source })?;
+            client.query(&statement).execute().await.map_err(|source| {
+                MeteringError::Migration {
+                    version: m.version,
+                    name: m.name,
+                    source,
+                }
+            })?;
         }
         client
             .query(&format!(

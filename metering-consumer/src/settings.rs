@@ -9,7 +9,11 @@ use clap::Parser;
 #[command(name = "tollgate-metering", version)]
 pub struct Settings {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "TOLLGATE_KAFKA_BROKERS", default_value = "127.0.0.1:19092")]
+    #[arg(
+        long,
+        env = "TOLLGATE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:19092"
+    )]
     pub brokers: String,
     /// Topic of usage events.
     #[arg(long, env = "TOLLGATE_USAGE_TOPIC", default_value = tollgate_schemas::topics::USAGE)]
@@ -18,17 +22,30 @@ pub struct Settings {
     #[arg(long, env = "TOLLGATE_DLQ_TOPIC", default_value = tollgate_schemas::topics::USAGE_DEAD_LETTER)]
     pub dead_letter_topic: String,
     /// Consumer group.
-    #[arg(long, env = "TOLLGATE_CONSUMER_GROUP", default_value = "tollgate-metering")]
+    #[arg(
+        long,
+        env = "TOLLGATE_CONSUMER_GROUP",
+        default_value = "tollgate-metering"
+    )]
     pub group: String,
     /// ClickHouse HTTP URL.
-    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL", default_value = "http://127.0.0.1:18123")]
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:18123"
+    )]
     pub clickhouse_url: String,
     /// ClickHouse database (created if missing).
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_DATABASE", default_value = "tollgate")]
     pub database: String,
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_USER", default_value = "default")]
     pub clickhouse_user: String,
-    #[arg(long, env = "TOLLGATE_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub clickhouse_password: String,
     /// A batch closes at this many rows…
     #[arg(long, env = "TOLLGATE_BATCH_ROWS", default_value_t = 20_000)]

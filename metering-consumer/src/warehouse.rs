@@ -26,7 +26,10 @@ impl Warehouse {
             .with_user(user)
             .with_password(password)
             .with_validation(false);
-        Self { client, database: database.to_string() }
+        Self {
+            client,
+            database: database.to_string(),
+        }
     }
 
     #[must_use]

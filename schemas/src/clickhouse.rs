@@ -27,13 +27,21 @@ pub struct Migration {
 
 /// All migrations, in the order they apply.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "usage_events", sql: include_str!("../migrations/clickhouse/0001_usage_events.sql") },
+    Migration {
+        version: 1,
+        name: "usage_events",
+        sql: include_str!("../migrations/clickhouse/0001_usage_events.sql"),
+    },
     Migration {
         version: 2,
         name: "usage_by_minute",
         sql: include_str!("../migrations/clickhouse/0002_usage_by_minute.sql"),
     },
-    Migration { version: 3, name: "usage_by_day", sql: include_str!("../migrations/clickhouse/0003_usage_by_day.sql") },
+    Migration {
+        version: 3,
+        name: "usage_by_day",
+        sql: include_str!("../migrations/clickhouse/0003_usage_by_day.sql"),
+    },
 ];
 
 impl Migration {
@@ -71,6 +79,8 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS tg_test.usage_by_minute"));
         assert!(s[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS tg_test.usage_by_minute_mv TO tg_test.usage_by_minute"));
-        assert!(s.iter().all(|st| !st.contains("{db}") && !st.contains("--")));
+        assert!(s
+            .iter()
+            .all(|st| !st.contains("{db}") && !st.contains("--")));
     }
 }

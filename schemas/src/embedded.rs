@@ -33,8 +33,7 @@ CREATE TABLE IF NOT EXISTS usage_events (
     cached_read_tokens  INTEGER NOT NULL,
     cache_write_tokens  INTEGER NOT NULL,
     reasoning_tokens    INTEGER NOT NULL,
-    usage_source        TEXT NOT NULL,
-    body                TEXT NOT NULL
+    usage_source        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_events_tenant_time ON usage_events (tenant, started_at_ms);
 CREATE INDEX IF NOT EXISTS usage_events_model_time ON usage_events (model, started_at_ms);

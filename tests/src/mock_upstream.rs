@@ -68,6 +68,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body exactly as received.
+    pub raw: String,
 }
 
 impl RecordedRequest {
@@ -164,7 +166,7 @@ fn router(state: MockState) -> Router {
         .with_state(state)
 }
 
-fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value) {
+fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value, raw: &[u8]) {
     let headers = headers
         .iter()
         .map(|(k, v)| {
@@ -179,6 +181,7 @@ fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value) {
             path,
             headers,
             body,
+            raw: String::from_utf8_lossy(raw).into_owned(),
         });
     }
 }
@@ -200,6 +203,7 @@ async fn chat(
         format!("/{}/v1/chat/completions", dialect.prefix()),
         &headers,
         json.clone(),
+        &body,
     );
     let directives = Directives::of(&json);
     reply::chat(dialect, &json, directives).await
@@ -222,6 +226,7 @@ async fn embeddings(
         format!("/{}/v1/embeddings", dialect.prefix()),
         &headers,
         json.clone(),
+        &body,
     );
     let directives = Directives::of(&json);
     reply::embeddings(&json, directives).await

@@ -363,3 +363,33 @@ async fn hostile_bodies_get_4xx_and_never_a_panic() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_on_a_plain_request_is_metered_with_the_upstreams_usage() {
+    let h = Harness::start().await;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let sent = client
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4o-mini", "messages": user("slow one [mock:latency_ms=600]")}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up first");
+    // The upstream call finishes (and is billed by the provider): the gateway records it.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = h.events().await;
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.outcome, Outcome::ClientDisconnected);
+    assert_eq!(e.usage_source, UsageSource::Provider);
+    assert_eq!((e.usage.prompt_tokens, e.usage.completion_tokens), (6, 4));
+}

@@ -16,10 +16,23 @@ use rdkafka::ClientConfig;
 /// Sends `n` requests from `concurrency` tasks, mixing streams and plain calls across tenants. Returns the
 /// request ids of the ones answered 200 with a complete body.
 async fn traffic(p: &Pipeline, n: usize, concurrency: usize, offset: usize) -> Vec<String> {
-    traffic_on(p.client.clone(), p.url("/v1/chat/completions"), n, concurrency, offset).await
+    traffic_on(
+        p.client.clone(),
+        p.url("/v1/chat/completions"),
+        n,
+        concurrency,
+        offset,
+    )
+    .await
 }
 
-async fn traffic_on(client: reqwest::Client, url: String, n: usize, concurrency: usize, offset: usize) -> Vec<String> {
+async fn traffic_on(
+    client: reqwest::Client,
+    url: String,
+    n: usize,
+    concurrency: usize,
+    offset: usize,
+) -> Vec<String> {
     let mut handles = Vec::new();
     for worker in 0..concurrency {
         let client = client.clone();
@@ -30,12 +43,17 @@ async fn traffic_on(client: reqwest::Client, url: String, n: usize, concurrency:
             let mut i = worker;
             while i < n {
                 let (_, key) = pipeline_support::TENANT_KEYS[(base + i) % 3];
-                let stream = (base + i) % 2 == 0;
+                let stream = (base + i).is_multiple_of(2);
                 let body = serde_json::json!({"model": "gpt-4o-mini", "stream": stream,
                     "messages": [{"role": "user", "content": "hello pipeline [mock:chunks=3]"}]});
                 if let Ok(r) = client.post(&url).bearer_auth(key).json(&body).send().await {
                     let ok = r.status() == 200;
-                    let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                    let id = r
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
                     if let Ok(text) = r.text().await {
                         if ok && (!stream || text.ends_with("data: [DONE]\n\n")) {
                             ids.push(id);
@@ -55,22 +73,30 @@ async fn traffic_on(client: reqwest::Client, url: String, n: usize, concurrency:
 }
 
 async fn stored_ids(p: &Pipeline) -> Vec<String> {
-    ch(&format!("SELECT toString(event_id) FROM {} FORMAT TSV", p.table("usage_events")))
-        .await
-        .expect("ids")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    ch(&format!(
+        "SELECT toString(event_id) FROM {} FORMAT TSV",
+        p.table("usage_events")
+    ))
+    .await
+    .expect("ids")
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 async fn assert_exactly(p: &Pipeline, expected: &[String]) {
-    let got = p.wait_rows(expected.len() as u64, Duration::from_secs(90)).await;
+    let got = p
+        .wait_rows(expected.len() as u64, Duration::from_secs(90))
+        .await;
     let ids = stored_ids(p).await;
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(got, expected.len() as u64, "row count");
     assert_eq!(unique.len(), ids.len(), "a row is stored twice");
     let expected: HashSet<&String> = expected.iter().collect();
-    assert_eq!(unique, expected, "stored ids differ from the requests served");
+    assert_eq!(
+        unique, expected,
+        "stored ids differ from the requests served"
+    );
     p.assert_aggregates_match_raw().await;
 }
 
@@ -90,7 +116,11 @@ async fn a_every_request_becomes_exactly_one_row_with_its_tokens() {
     .await
     .unwrap();
     assert_eq!(tokens.trim(), "6\t6\t3\t3\t300\t3");
-    let streamed = ch_u64(&format!("SELECT countIf(stream = 1) FROM {}", p.table("usage_events"))).await;
+    let streamed = ch_u64(&format!(
+        "SELECT countIf(stream = 1) FROM {}",
+        p.table("usage_events")
+    ))
+    .await;
     assert_eq!(streamed, 150);
     p.cleanup().await;
 }
@@ -102,17 +132,27 @@ async fn b_kafka_down_spools_and_replays_every_event_once() {
     let mut ids = traffic(&p, 60, 4, 0).await;
     service("stop", "kafka");
     let during = traffic(&p, 120, 4, 60).await;
-    assert_eq!(during.len(), 120, "requests keep succeeding while Kafka is down");
+    assert_eq!(
+        during.len(),
+        120,
+        "requests keep succeeding while Kafka is down"
+    );
     // Wait past the producer's message timeout so the spool has taken them.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ready = p.gateway_readyz().await;
-    assert!(ready["sink"]["spooled"].as_u64().unwrap_or(0) > 0, "nothing spooled: {ready}");
+    assert!(
+        ready["sink"]["spooled"].as_u64().unwrap_or(0) > 0,
+        "nothing spooled: {ready}"
+    );
     service("start", "kafka");
     ids.extend(during);
     assert_exactly(&p, &ids).await;
     let ready = p.gateway_readyz().await;
     assert_eq!(ready["sink"]["dropped"], 0, "{ready}");
-    assert!(ready["sink"]["replayed"].as_u64().unwrap_or(0) > 0, "{ready}");
+    assert!(
+        ready["sink"]["replayed"].as_u64().unwrap_or(0) > 0,
+        "{ready}"
+    );
     p.cleanup().await;
 }
 
@@ -140,7 +180,13 @@ async fn d_consumer_killed_mid_batch_stores_each_row_once() {
     let mut p = Pipeline::start("d").await;
     p.kill_consumer();
     p.start_consumer(&["--batch-rows", "25", "--batch-age-ms", "50"]);
-    let load = tokio::spawn(traffic_on(p.client.clone(), p.url("/v1/chat/completions"), 400, 4, 0));
+    let load = tokio::spawn(traffic_on(
+        p.client.clone(),
+        p.url("/v1/chat/completions"),
+        400,
+        4,
+        0,
+    ));
     for round in 0..4u64 {
         // Kill while it is inserting and committing small batches.
         tokio::time::sleep(Duration::from_millis(250 + round * 90)).await;
@@ -169,7 +215,7 @@ async fn e_gateway_sigterm_under_load_keeps_every_answered_request() {
                     let mut ids = Vec::new();
                     for i in 0..200 {
                         let (_, key) = pipeline_support::TENANT_KEYS[(w + i) % 3];
-                        let stream = i % 2 == 0;
+                        let stream = i.is_multiple_of(2);
                         let body = serde_json::json!({"model": "gpt-4o-mini", "stream": stream,
                             "messages": [{"role": "user", "content": "slow [mock:chunks=4&chunk_delay_ms=40]"}]});
                         let Ok(r) = client.post(&url).bearer_auth(key).json(&body).send().await else { break };
@@ -195,11 +241,19 @@ async fn e_gateway_sigterm_under_load_keeps_every_answered_request() {
     let code = Pipeline::terminate(&mut gateway);
     assert_eq!(code, Some(0), "gateway exits cleanly on SIGTERM");
     let ids = load.await.expect("load");
-    assert!(ids.len() > 20, "some requests were answered before the stop ({})", ids.len());
+    assert!(
+        ids.len() > 20,
+        "some requests were answered before the stop ({})",
+        ids.len()
+    );
     let got = p.wait_rows(ids.len() as u64, Duration::from_secs(60)).await;
     let stored: HashSet<String> = stored_ids(&p).await.into_iter().collect();
     let missing: Vec<&String> = ids.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} answered requests have no row (rows: {got})", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} answered requests have no row (rows: {got})",
+        missing.len()
+    );
     assert_eq!(stored.len() as u64, got, "no duplicates");
     p.cleanup().await;
 }
@@ -213,16 +267,28 @@ async fn f_replayed_duplicates_are_dropped_and_garbage_is_dead_lettered() {
     // Re-publish every event (as a spool replay after an uncertain delivery would), byte for byte as the
     // gateway produced it, then a record that is not an event at all.
     let copies = read_topic(&p.topic, 30).await;
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", pipeline_support::brokers()).create().expect("producer");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", pipeline_support::brokers())
+        .create()
+        .expect("producer");
     for payload in &copies {
         producer
-            .send(FutureRecord::<str, [u8]>::to(&p.topic).key("acme").payload(payload), Duration::from_secs(5))
+            .send(
+                FutureRecord::<str, [u8]>::to(&p.topic)
+                    .key("acme")
+                    .payload(payload),
+                Duration::from_secs(5),
+            )
             .await
             .expect("re-publish");
     }
     producer
-        .send(FutureRecord::<str, str>::to(&p.topic).key("acme").payload("{not json"), Duration::from_secs(5))
+        .send(
+            FutureRecord::<str, str>::to(&p.topic)
+                .key("acme")
+                .payload("{not json"),
+            Duration::from_secs(5),
+        )
         .await
         .expect("garbage");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -245,7 +311,10 @@ async fn read_topic(topic: &str, n: usize) -> Vec<Vec<u8>> {
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
     while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("timed out reading").expect("recv");
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("timed out reading")
+            .expect("recv");
         out.push(m.payload().unwrap_or_default().to_vec());
     }
     out

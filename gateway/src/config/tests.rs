@@ -192,9 +192,17 @@ fn kafka_section_selects_the_kafka_sink_with_defaults() {
     assert_eq!(k.topic, tollgate_schemas::topics::USAGE);
     assert_eq!(k.message_timeout, Duration::from_secs(5));
     assert!(Config::from_toml("", &env_of(&[])).unwrap().kafka.is_none());
-    let err = Config::from_toml("[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\nfoo = 1\n", &env_of(&[])).unwrap_err();
+    let err = Config::from_toml(
+        "[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\nfoo = 1\n",
+        &env_of(&[]),
+    )
+    .unwrap_err();
     assert!(err.issues.iter().any(|i| i.path == "kafka"), "{err}");
-    let err = Config::from_toml("[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\n", &env_of(&[])).unwrap_err();
+    let err = Config::from_toml(
+        "[kafka]\nbrokers = \" \"\nspool_max_bytes = 0\n",
+        &env_of(&[]),
+    )
+    .unwrap_err();
     let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
     assert_eq!(paths, ["kafka.brokers", "kafka.spool_max_bytes"]);
 }

@@ -138,8 +138,6 @@ impl Writer {
         {
             let mut insert = tx.prepare_cached(INSERT)?;
             for e in batch {
-                let body = serde_json::to_string(e)
-                    .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
                 insert.execute(params![
                     e.event_id.to_string(),
                     e.schema_version,
@@ -168,7 +166,6 @@ impl Writer {
                     e.usage.cache_write_tokens,
                     e.usage.reasoning_tokens,
                     e.usage_source.as_str(),
-                    body,
                 ])?;
             }
         }
@@ -179,9 +176,68 @@ impl Writer {
 const INSERT: &str = "INSERT OR IGNORE INTO usage_events (event_id, schema_version, started_at_ms, finished_at_ms, \
     tenant, team, key_id, end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, \
     outcome, http_status, error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, \
-    cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source, body) \
+    cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-    ?23, ?24, ?25, ?26, ?27, ?28)";
+    ?23, ?24, ?25, ?26, ?27)";
+
+const SELECT: &str = "SELECT event_id, schema_version, started_at_ms, finished_at_ms, tenant, team, key_id, \
+    end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, outcome, http_status, \
+    error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_read_tokens, \
+    cache_write_tokens, reasoning_tokens, usage_source FROM usage_events ORDER BY event_id";
+
+/// Every stored event, oldest first, rebuilt from its columns.
+///
+/// # Errors
+/// When the store cannot be read or holds a value no `UsageEvent` can have.
+pub fn read_all(conn: &Connection) -> rusqlite::Result<Vec<UsageEvent>> {
+    fn name<T: serde::de::DeserializeOwned>(i: usize, s: String) -> rusqlite::Result<T> {
+        serde_json::from_value(serde_json::Value::String(s)).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    }
+    let mut stmt = conn.prepare(SELECT)?;
+    let rows = stmt.query_map([], |r| {
+        let id: String = r.get(0)?;
+        Ok(UsageEvent {
+            event_id: uuid::Uuid::parse_str(&id).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+            schema_version: r.get(1)?,
+            started_at_ms: r.get(2)?,
+            finished_at_ms: r.get(3)?,
+            tenant: r.get(4)?,
+            team: r.get(5)?,
+            key_id: r.get(6)?,
+            end_user: r.get(7)?,
+            endpoint: name(8, r.get(8)?)?,
+            model: r.get(9)?,
+            provider: r.get(10)?,
+            provider_kind: r.get(11)?,
+            deployment: r.get(12)?,
+            upstream_model: r.get(13)?,
+            stream: r.get(14)?,
+            outcome: name(15, r.get(15)?)?,
+            http_status: r.get(16)?,
+            error_code: r.get(17)?,
+            attempts: r.get(18)?,
+            latency_ms: r.get(19)?,
+            ttft_ms: r.get(20)?,
+            usage: tollgate_schemas::UsageVector {
+                prompt_tokens: r.get(21)?,
+                completion_tokens: r.get(22)?,
+                cached_read_tokens: r.get(23)?,
+                cache_write_tokens: r.get(24)?,
+                reasoning_tokens: r.get(25)?,
+            },
+            usage_source: name(26, r.get(26)?)?,
+        })
+    })?;
+    rows.collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -250,16 +306,8 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 2500);
         assert_eq!(prompt, (1..=2500).sum::<i64>());
-        let body: String = conn
-            .query_row(
-                "SELECT body FROM usage_events WHERE event_id = ?1",
-                [events[7].event_id.to_string()],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(
-            serde_json::from_str::<UsageEvent>(&body).unwrap(),
-            events[7]
-        );
+        let stored = read_all(&conn).unwrap();
+        assert_eq!(stored.len(), 2500);
+        assert_eq!(stored[7], events[7]);
     }
 }

@@ -55,7 +55,11 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, origin: Self::DeliveryOpaque) {
         let report = match result {
-            Ok(_) => Report { origin: *origin, ok: true, record: None },
+            Ok(_) => Report {
+                origin: *origin,
+                ok: true,
+                record: None,
+            },
             Err((_, message)) => Report {
                 origin: *origin,
                 ok: false,
@@ -82,12 +86,18 @@ pub fn start(config: &KafkaConfig) -> Result<(EventSink, SinkWorker), GatewayErr
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
         .set("queue.buffering.max.messages", "200000")
         .create_with_context(Reports::default())
         .map_err(|e| GatewayError::Internal(format!("cannot create the Kafka producer: {e}")))?;
     let spool = Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|e| {
-        GatewayError::Internal(format!("cannot open the event spool {}: {e}", config.spool_dir.display()))
+        GatewayError::Internal(format!(
+            "cannot open the event spool {}: {e}",
+            config.spool_dir.display()
+        ))
     })?;
     let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
     let stats = Arc::new(SinkStats::default());
@@ -106,7 +116,13 @@ pub fn start(config: &KafkaConfig) -> Result<(EventSink, SinkWorker), GatewayErr
         .name("tollgate-kafka-writer".into())
         .spawn(move || writer.run(&rx))
         .map_err(|e| GatewayError::Internal(format!("cannot start the Kafka writer: {e}")))?;
-    Ok((EventSink { tx: tx.clone(), stats }, SinkWorker { handle, tx }))
+    Ok((
+        EventSink {
+            tx: tx.clone(),
+            stats,
+        },
+        SinkWorker { handle, tx },
+    ))
 }
 
 /// A replay batch in flight.
@@ -155,7 +171,11 @@ impl KafkaWriter {
             self.settle();
             self.replay_step();
             if !flushes.is_empty() || closing {
-                self.drain_producer(if closing { CLOSE_FLUSH } else { Duration::from_secs(10) });
+                self.drain_producer(if closing {
+                    CLOSE_FLUSH
+                } else {
+                    Duration::from_secs(10)
+                });
                 for done in flushes.drain(..) {
                     let _ = done.send(());
                 }
@@ -163,7 +183,9 @@ impl KafkaWriter {
             if let Err(e) = self.spool.sync_if_due(SPOOL_SYNC_EVERY) {
                 tracing::error!(target: "tollgate::events", error = %e, "event spool fsync failed");
             }
-            self.stats.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
+            self.stats
+                .spool_bytes
+                .store(self.spool.bytes(), Ordering::Relaxed);
             if closing {
                 if let Err(e) = self.spool.sync() {
                     tracing::error!(target: "tollgate::events", error = %e, "event spool fsync failed at close");
@@ -199,19 +221,24 @@ impl KafkaWriter {
         let key = event.tenant.as_bytes();
         if !self.spool.is_empty() || self.replay.is_some() {
             // Keep emission order: nothing overtakes what waits in the spool.
-            self.to_spool(key, &payload);
+            self.spool_record(key, &payload);
             return;
         }
-        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(Origin::Live)).key(key).payload(&payload);
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(Origin::Live))
+            .key(key)
+            .payload(&payload);
         if let Err((e, _)) = self.producer.send(record) {
-            if !matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+            if !matches!(
+                e,
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+            ) {
                 tracing::warn!(target: "tollgate::events", error = %e, "kafka produce refused; spooling");
             }
-            self.to_spool(key, &payload);
+            self.spool_record(key, &payload);
         }
     }
 
-    fn to_spool(&mut self, key: &[u8], payload: &[u8]) {
+    fn spool_record(&mut self, key: &[u8], payload: &[u8]) {
         match self.spool.append(key, payload) {
             Ok(()) => {
                 self.stats.spooled.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +269,7 @@ impl KafkaWriter {
                 }
                 (Origin::Live, false) => {
                     if let Some((key, payload)) = report.record {
-                        self.to_spool(&key, &payload);
+                        self.spool_record(&key, &payload);
                     }
                 }
                 (Origin::Replay, ok) => {
@@ -270,12 +297,18 @@ impl KafkaWriter {
         }
         match self.spool.commit(replay.end) {
             Ok(()) => {
-                self.stats.replayed.fetch_add(replay.sent as u64, Ordering::Relaxed);
-                self.stats.written.fetch_add(replay.sent as u64, Ordering::Relaxed);
+                self.stats
+                    .replayed
+                    .fetch_add(replay.sent as u64, Ordering::Relaxed);
+                self.stats
+                    .written
+                    .fetch_add(replay.sent as u64, Ordering::Relaxed);
                 self.replay_backoff = Duration::from_millis(200);
                 self.stats.healthy.store(true, Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(target: "tollgate::events", error = %e, "event spool cursor could not be saved"),
+            Err(e) => {
+                tracing::error!(target: "tollgate::events", error = %e, "event spool cursor could not be saved")
+            }
         }
     }
 
@@ -292,7 +325,12 @@ impl KafkaWriter {
                 return;
             }
         };
-        let mut replay = Replay { end, outstanding: 0, failed: false, sent: records.len() };
+        let mut replay = Replay {
+            end,
+            outstanding: 0,
+            failed: false,
+            sent: records.len(),
+        };
         for record in &records {
             let r = BaseRecord::with_opaque_to(&self.topic, Box::new(Origin::Replay))
                 .key(&record.key)

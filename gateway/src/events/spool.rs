@@ -63,7 +63,10 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, u64)>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(seq) = name.to_str().and_then(|n| n.strip_suffix(".spool")).and_then(|n| n.parse::<u64>().ok())
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".spool"))
+            .and_then(|n| n.parse::<u64>().ok())
         else {
             continue;
         };
@@ -89,14 +92,24 @@ impl Spool {
                     _ => Position { seq: 0, offset: 0 },
                 }
             }
-            Err(_) => Position { seq: existing.first().map_or(0, |s| s.0), offset: 0 },
+            Err(_) => Position {
+                seq: existing.first().map_or(0, |s| s.0),
+                offset: 0,
+            },
         };
         let next_seq = existing.last().map_or(0, |s| s.0 + 1).max(cursor.seq);
-        let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, next_seq))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(dir, next_seq))?;
         let mut spool = Self {
             dir: dir.to_path_buf(),
             max_bytes,
-            writer: Segment { seq: next_seq, file: BufWriter::with_capacity(256 * 1024, file), len: 0 },
+            writer: Segment {
+                seq: next_seq,
+                file: BufWriter::with_capacity(256 * 1024, file),
+                len: 0,
+            },
             cursor,
             bytes: 0,
             dirty: false,
@@ -135,7 +148,11 @@ impl Spool {
         crc.update(payload);
         let w = &mut self.writer.file;
         w.write_all(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes())?;
-        w.write_all(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+        w.write_all(
+            &u32::try_from(payload.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        )?;
         w.write_all(&crc.finalize().to_le_bytes())?;
         w.write_all(key)?;
         w.write_all(payload)?;
@@ -184,7 +201,10 @@ impl Spool {
             let mut file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    pos = Position { seq: pos.seq + 1, offset: 0 };
+                    pos = Position {
+                        seq: pos.seq + 1,
+                        offset: 0,
+                    };
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -195,7 +215,9 @@ impl Spool {
             while out.len() < max && pos.offset + HEADER as u64 <= len {
                 let mut header = [0u8; HEADER];
                 reader.read_exact(&mut header)?;
-                let field = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+                let field = |i: usize| {
+                    u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
+                };
                 let (key_len, payload_len, crc) = (field(0) as usize, field(4) as usize, field(8));
                 let size = (HEADER + key_len + payload_len) as u64;
                 if pos.offset + size > len {
@@ -218,7 +240,10 @@ impl Spool {
             if out.len() >= max || pos.seq == self.writer.seq {
                 break;
             }
-            pos = Position { seq: pos.seq + 1, offset: 0 };
+            pos = Position {
+                seq: pos.seq + 1,
+                offset: 0,
+            };
         }
         Ok((out, pos))
     }
@@ -251,8 +276,15 @@ impl Spool {
     fn roll(&mut self) -> io::Result<()> {
         self.sync()?;
         let seq = self.writer.seq + 1;
-        let file = OpenOptions::new().create(true).append(true).open(segment_path(&self.dir, seq))?;
-        self.writer = Segment { seq, file: BufWriter::with_capacity(256 * 1024, file), len: 0 };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(&self.dir, seq))?;
+        self.writer = Segment {
+            seq,
+            file: BufWriter::with_capacity(256 * 1024, file),
+            len: 0,
+        };
         Ok(())
     }
 
@@ -260,7 +292,11 @@ impl Spool {
     fn measure(&self) -> io::Result<u64> {
         let mut total = 0;
         for (seq, len) in segments(&self.dir)? {
-            let len = if seq == self.writer.seq { self.writer.len.max(len) } else { len };
+            let len = if seq == self.writer.seq {
+                self.writer.len.max(len)
+            } else {
+                len
+            };
             if seq > self.cursor.seq {
                 total += len;
             } else if seq == self.cursor.seq {
@@ -276,7 +312,10 @@ mod tests {
     use super::*;
 
     fn rec(i: u32) -> (Vec<u8>, Vec<u8>) {
-        (format!("tenant-{}", i % 3).into_bytes(), format!("{{\"n\":{i}}}").into_bytes())
+        (
+            format!("tenant-{}", i % 3).into_bytes(),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
     }
 
     #[test]
@@ -290,7 +329,10 @@ mod tests {
         }
         s.sync().unwrap();
         let (first, pos) = s.read_batch(4).unwrap();
-        assert_eq!(first.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), (0..4).map(|i| rec(i).1).collect::<Vec<_>>());
+        assert_eq!(
+            first.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+            (0..4).map(|i| rec(i).1).collect::<Vec<_>>()
+        );
         // Not committed: a reopen replays from the start.
         drop(s);
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
@@ -304,7 +346,10 @@ mod tests {
         drop(s);
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         let (rest, end) = s.read_batch(100).unwrap();
-        assert_eq!(rest.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), (4..12).map(|i| rec(i).1).collect::<Vec<_>>());
+        assert_eq!(
+            rest.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+            (4..12).map(|i| rec(i).1).collect::<Vec<_>>()
+        );
         assert_eq!(rest[0].key, b"tenant-1");
         s.commit(end).unwrap();
         assert!(s.is_empty());
@@ -317,7 +362,10 @@ mod tests {
         let mut s = Spool::open(dir.path(), 120).unwrap();
         s.append(b"k", &[7; 40]).unwrap();
         s.append(b"k", &[7; 40]).unwrap();
-        assert!(matches!(s.append(b"k", &[7; 40]), Err(SpoolError::Full(120))));
+        assert!(matches!(
+            s.append(b"k", &[7; 40]),
+            Err(SpoolError::Full(120))
+        ));
         let (batch, pos) = s.read_batch(1).unwrap();
         assert_eq!(batch.len(), 1);
         s.commit(pos).unwrap();

@@ -7,6 +7,27 @@ use serde_json::{Map, Value};
 
 use super::kind::{MaxTokensField, ProviderKind};
 
+/// What the proxy knows about a request without re-reading its body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub model: &'a str,
+    pub upstream_model: &'a str,
+    pub stream: bool,
+    /// `stream_options.include_usage` as the client sent it.
+    pub include_usage: bool,
+    pub has_max_completion_tokens: bool,
+}
+
+/// Whether [`prepare_chat`] would change anything: when it would not, the client's bytes go upstream as
+/// they are, with no parse or re-serialization.
+#[must_use]
+pub fn chat_needs_rewrite(kind: ProviderKind, f: &RequestFacts<'_>) -> bool {
+    f.model != f.upstream_model
+        || (f.stream && kind.needs_include_usage_flag() && !f.include_usage)
+        || (kind.max_tokens_field() == MaxTokensField::MaxTokens && f.has_max_completion_tokens)
+        || matches!(kind, ProviderKind::ZeroOne | ProviderKind::Zhipu)
+}
+
 /// Rewrites a chat-completions body in place for `kind`, naming `upstream_model`.
 pub fn prepare_chat(
     kind: ProviderKind,
@@ -75,6 +96,58 @@ fn rename_developer_role(body: &mut Map<String, Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rewrites_only_when_something_changes() {
+        let plain = RequestFacts {
+            model: "gpt-4o",
+            upstream_model: "gpt-4o",
+            stream: false,
+            include_usage: false,
+            has_max_completion_tokens: true,
+        };
+        assert!(!chat_needs_rewrite(ProviderKind::OpenAi, &plain));
+        assert!(chat_needs_rewrite(
+            ProviderKind::OpenAi,
+            &RequestFacts {
+                upstream_model: "gpt-4o-2024",
+                ..plain
+            }
+        ));
+        assert!(chat_needs_rewrite(
+            ProviderKind::OpenAi,
+            &RequestFacts {
+                stream: true,
+                ..plain
+            }
+        ));
+        assert!(!chat_needs_rewrite(
+            ProviderKind::OpenAi,
+            &RequestFacts {
+                stream: true,
+                include_usage: true,
+                ..plain
+            }
+        ));
+        assert!(
+            chat_needs_rewrite(ProviderKind::Moonshot, &plain),
+            "max_completion_tokens → max_tokens"
+        );
+        assert!(!chat_needs_rewrite(
+            ProviderKind::Moonshot,
+            &RequestFacts {
+                has_max_completion_tokens: false,
+                ..plain
+            }
+        ));
+        assert!(chat_needs_rewrite(
+            ProviderKind::Zhipu,
+            &RequestFacts {
+                has_max_completion_tokens: false,
+                ..plain
+            }
+        ));
+    }
 
     fn prepared(kind: ProviderKind, body: Value, stream: bool) -> Value {
         let mut map = body.as_object().unwrap().clone();

@@ -188,15 +188,7 @@ impl Harness {
     pub async fn events(&self) -> Vec<UsageEvent> {
         self.sink.flush().await;
         let conn = rusqlite::Connection::open(&self.store).expect("open store");
-        let mut stmt = conn
-            .prepare("SELECT body FROM usage_events ORDER BY event_id")
-            .expect("prepare");
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .expect("query")
-            .map(|r| serde_json::from_str(&r.expect("row")).expect("event json"))
-            .collect();
-        rows
+        tollgate_gateway::events::embedded::read_all(&conn).expect("read events")
     }
 
     /// The one event with this request id.

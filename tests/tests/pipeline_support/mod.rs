@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tollgate_tests::mock_upstream::{Dialect, MockUpstream};
 
-pub const TENANT_KEYS: [(&str, &str); 3] = [("acme", "tg-pipe-acme"), ("globex", "tg-pipe-globex"), ("initech", "tg-pipe-initech")];
+pub const TENANT_KEYS: [(&str, &str); 3] = [
+    ("acme", "tg-pipe-acme"),
+    ("globex", "tg-pipe-globex"),
+    ("initech", "tg-pipe-initech"),
+];
 
 pub fn brokers() -> String {
     std::env::var("TOLLGATE_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
@@ -24,7 +28,10 @@ pub fn clickhouse_url() -> String {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// A workspace binary next to this test executable (target/<profile>/).
@@ -32,14 +39,26 @@ fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
 /// Starts or stops one service through the project's scripts (idempotent).
 pub fn service(action: &str, which: &str) {
-    let script = if action == "start" { "scripts/services.sh" } else { "scripts/services-stop.sh" };
-    let status = Command::new("bash").arg(repo().join(script)).arg(which).status().expect("run services script");
+    let script = if action == "start" {
+        "scripts/services.sh"
+    } else {
+        "scripts/services-stop.sh"
+    };
+    let status = Command::new("bash")
+        .arg(repo().join(script))
+        .arg(which)
+        .status()
+        .expect("run services script");
     assert!(status.success(), "{script} {which} failed");
 }
 
@@ -61,7 +80,12 @@ pub async fn ch(query: &str) -> Result<String, String> {
 }
 
 pub async fn ch_u64(query: &str) -> u64 {
-    ch(query).await.unwrap_or_else(|e| panic!("{query}: {e}")).trim().parse().unwrap_or_else(|e| panic!("{query}: {e}"))
+    ch(query)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 pub struct Pipeline {
@@ -93,7 +117,10 @@ impl Pipeline {
             gateway: None,
             gateway_port: free_port(),
             consumer: None,
-            client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
         };
         p.start_gateway();
         p.start_consumer(&[]);
@@ -164,7 +191,10 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("gateway did not start; log: {}", std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default());
+        panic!(
+            "gateway did not start; log: {}",
+            std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+        );
     }
 
     /// Starts a consumer process; `extra` adds flags (e.g. small batches).
@@ -175,9 +205,21 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             .open(self.dir.path().join("consumer.log"))
             .expect("log");
         let child = Command::new(binary("tollgate-metering"))
-            .args(["--brokers", &brokers(), "--topic", &self.topic, "--group", &self.group])
+            .args([
+                "--brokers",
+                &brokers(),
+                "--topic",
+                &self.topic,
+                "--group",
+                &self.group,
+            ])
             .args(["--dead-letter-topic", &format!("{}.dlq", self.topic)])
-            .args(["--clickhouse-url", &clickhouse_url(), "--database", &self.database])
+            .args([
+                "--clickhouse-url",
+                &clickhouse_url(),
+                "--database",
+                &self.database,
+            ])
             .args(extra)
             .env("TOLLGATE_LOG", "info")
             .stdout(Stdio::null())
@@ -196,7 +238,10 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
     /// SIGTERM and wait; returns the exit status code.
     pub fn terminate(child: &mut Child) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait().ok().and_then(|s| s.code())
     }
 
@@ -205,13 +250,30 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
     }
 
     /// One chat request as tenant `tenant_index`; returns (request id, status) after reading the body.
-    pub async fn request(&self, tenant_index: usize, stream: bool, n: usize) -> Result<(String, u16, String), String> {
+    pub async fn request(
+        &self,
+        tenant_index: usize,
+        stream: bool,
+        n: usize,
+    ) -> Result<(String, u16, String), String> {
         let (_, key) = TENANT_KEYS[tenant_index % TENANT_KEYS.len()];
         let body = json!({"model": "gpt-4o-mini", "stream": stream,
             "messages": [{"role": "user", "content": format!("request {n} [mock:chunks=3]")}]});
-        let r = self.client.post(self.url("/v1/chat/completions")).bearer_auth(key).json(&body).send().await.map_err(|e| e.to_string())?;
+        let r = self
+            .client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let status = r.status().as_u16();
-        let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let id = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let text = r.text().await.map_err(|e| e.to_string())?;
         Ok((id, status, text))
     }
@@ -225,12 +287,21 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
         let until = Instant::now() + timeout;
         let mut count = 0;
         while Instant::now() < until {
-            if let Ok(text) = ch(&format!("SELECT count() FROM {}", self.table("usage_events"))).await {
+            if let Ok(text) = ch(&format!(
+                "SELECT count() FROM {}",
+                self.table("usage_events")
+            ))
+            .await
+            {
                 count = text.trim().parse().unwrap_or(0);
                 if count >= n {
                     // Give a duplicate the chance to show up before the caller counts.
                     tokio::time::sleep(Duration::from_millis(1500)).await;
-                    return ch_u64(&format!("SELECT count() FROM {}", self.table("usage_events"))).await;
+                    return ch_u64(&format!(
+                        "SELECT count() FROM {}",
+                        self.table("usage_events")
+                    ))
+                    .await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -258,7 +329,14 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
     }
 
     pub async fn gateway_readyz(&self) -> Value {
-        self.client.get(self.url("/readyz")).send().await.expect("readyz").json().await.expect("json")
+        self.client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json")
     }
 
     pub async fn cleanup(mut self) {
@@ -274,7 +352,10 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        for child in [self.gateway.as_mut(), self.consumer.as_mut()].into_iter().flatten() {
+        for child in [self.gateway.as_mut(), self.consumer.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -282,5 +363,9 @@ impl Drop for Pipeline {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
