@@ -16,6 +16,11 @@ use std::thread::JoinHandle;
 
 use tollgate_schemas::UsageEvent;
 
+/// How long a busy writer sleeps between batches. A writer blocked on the queue must be woken (a futex call
+/// and a context switch) by every `emit`; one that naps between batches is never woken under load and takes
+/// the whole burst at once. Costs at most this much extra delay before an event is stored.
+pub(crate) const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Capacity of the hand-off queue: a few seconds of traffic at tens of thousands of requests per second.
 pub const QUEUE_CAPACITY: usize = 65_536;
 

@@ -98,12 +98,17 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
+            let busy = !batch.is_empty();
             self.write_until_done(&mut batch);
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
             if closing {
                 return;
+            }
+            if busy {
+                // Under load, gather the next burst while asleep instead of being woken once per event.
+                std::thread::sleep(super::GATHER);
             }
         }
     }

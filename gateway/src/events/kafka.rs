@@ -146,9 +146,21 @@ struct KafkaWriter {
 impl KafkaWriter {
     fn run(mut self, rx: &Receiver<SinkMessage>) {
         let mut flushes: Vec<mpsc::Sender<()>> = Vec::new();
+        let mut busy = false;
         loop {
             let mut closing = false;
-            match rx.recv_timeout(Duration::from_millis(10)) {
+            // Busy: nap and then take what gathered (no wake-up per event); idle: wait on the queue.
+            let received = if busy {
+                std::thread::sleep(super::GATHER);
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                rx.recv_timeout(Duration::from_millis(10))
+            };
+            busy = received.is_ok();
+            match received {
                 Ok(first) => {
                     let mut next = Some(first);
                     let mut taken = 0;
