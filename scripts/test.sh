@@ -13,6 +13,12 @@ ROOT=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Everything is also written to a log, from which the closing summary line is counted.
+mkdir -p .tollgate
+LOG=.tollgate/test-run.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+
 step "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
@@ -61,3 +67,19 @@ bash scripts/install-compose.sh
 TOLLGATE_API_KEY=ci-check docker compose -f docker-compose.yml config --quiet
 TOLLGATE_API_KEY=ci-check docker compose -f docker-compose.yml --profile demo config --quiet
 echo "docker-compose.yml is valid"
+
+step "summary"
+python3 - "$LOG" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+passed = failed = 0
+for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):   # cargo test
+    passed += int(p); failed += int(f)
+for line in re.findall(r"^=+ (.*) in [\d.]+s =+$|^(\d+ passed.*) in [\d.]+s$", text, re.M):   # pytest
+    summary = line[0] or line[1]
+    passed += sum(int(n) for n in re.findall(r"(\d+) passed", summary))
+    failed += sum(int(n) for n in re.findall(r"(\d+) failed", summary))
+passed += sum(int(n) for n in re.findall(r"^# pass (\d+)$", text, re.M))   # node --test
+failed += sum(int(n) for n in re.findall(r"^# fail (\d+)$", text, re.M))
+print(f"{passed} passed, {failed} failed")
+PY
