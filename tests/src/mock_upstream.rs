@@ -186,27 +186,19 @@ fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value, raw
     }
 }
 
+#[derive(Clone, Copy)]
+enum Api {
+    Chat,
+    Embeddings,
+}
+
 async fn chat(
     State(state): State<MockState>,
     dialect: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(dialect) = Dialect::from_prefix(&dialect) else {
-        return reply::not_found(&dialect);
-    };
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        return reply::bad_json();
-    };
-    record(
-        &state,
-        format!("/{}/v1/chat/completions", dialect.prefix()),
-        &headers,
-        json.clone(),
-        &body,
-    );
-    let directives = Directives::of(&json);
-    reply::chat(dialect, &json, directives).await
+    answer(&state, Api::Chat, &dialect, &headers, &body).await
 }
 
 async fn embeddings(
@@ -215,21 +207,39 @@ async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(dialect) = Dialect::from_prefix(&dialect) else {
-        return reply::not_found(&dialect);
+    answer(&state, Api::Embeddings, &dialect, &headers, &body).await
+}
+
+/// Records the request, then answers it as its directives say.
+async fn answer(
+    state: &MockState,
+    api: Api,
+    dialect: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let Some(dialect) = Dialect::from_prefix(dialect) else {
+        return reply::not_found(dialect);
     };
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
         return reply::bad_json();
     };
+    let path = match api {
+        Api::Chat => "chat/completions",
+        Api::Embeddings => "embeddings",
+    };
     record(
-        &state,
-        format!("/{}/v1/embeddings", dialect.prefix()),
-        &headers,
+        state,
+        format!("/{}/v1/{path}", dialect.prefix()),
+        headers,
         json.clone(),
-        &body,
+        body,
     );
     let directives = Directives::of(&json);
-    reply::embeddings(&json, directives).await
+    match api {
+        Api::Chat => reply::chat(dialect, &json, directives).await,
+        Api::Embeddings => reply::embeddings(&json, directives).await,
+    }
 }
 
 async fn list_requests(State(state): State<MockState>) -> Response {

@@ -379,14 +379,7 @@ async fn a_client_that_hangs_up_on_a_plain_request_is_metered_with_the_upstreams
         .await;
     assert!(sent.is_err(), "the client gave up first");
     // The upstream call finishes (and is billed by the provider): the gateway records it.
-    let mut events = Vec::new();
-    for _ in 0..50 {
-        events = h.events().await;
-        if !events.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let events = h.wait_events(1).await;
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.outcome, Outcome::ClientDisconnected);

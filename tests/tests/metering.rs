@@ -47,14 +47,7 @@ async fn every_authenticated_request_produces_exactly_one_event() {
 
     let expected: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(expected.len(), ids.len(), "request ids are unique");
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        events = h.events().await;
-        if events.len() >= ids.len() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let events = h.wait_events(ids.len()).await;
     let got: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     assert_eq!(got.len(), ids.len());
     assert_eq!(got.into_iter().collect::<HashSet<_>>(), expected);

@@ -191,6 +191,19 @@ impl Harness {
         tollgate_gateway::events::embedded::read_all(&conn).expect("read events")
     }
 
+    /// Waits (bounded) until at least `n` events are stored and returns them.
+    pub async fn wait_events(&self, n: usize) -> Vec<UsageEvent> {
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events = self.events().await;
+            if events.len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        events
+    }
+
     /// The one event with this request id.
     pub async fn event(&self, request_id: &str) -> UsageEvent {
         let events = self.events().await;

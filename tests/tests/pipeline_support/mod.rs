@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tollgate_tests::mock_upstream::{Dialect, MockUpstream};
 
 pub const TENANT_KEYS: [(&str, &str); 3] = [
@@ -247,35 +247,6 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.gateway_port)
-    }
-
-    /// One chat request as tenant `tenant_index`; returns (request id, status) after reading the body.
-    pub async fn request(
-        &self,
-        tenant_index: usize,
-        stream: bool,
-        n: usize,
-    ) -> Result<(String, u16, String), String> {
-        let (_, key) = TENANT_KEYS[tenant_index % TENANT_KEYS.len()];
-        let body = json!({"model": "gpt-4o-mini", "stream": stream,
-            "messages": [{"role": "user", "content": format!("request {n} [mock:chunks=3]")}]});
-        let r = self
-            .client
-            .post(self.url("/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status().as_u16();
-        let id = r
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        Ok((id, status, text))
     }
 
     pub fn table(&self, name: &str) -> String {
