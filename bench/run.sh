@@ -10,6 +10,8 @@
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 2), BENCH_RATE (req/s, 2000),
 # BENCH_CONNECTIONS (64), BENCH_SKIP_BUILD=1 (use the binaries already in target/release).
+# BENCH_KAFKA=1 adds a fourth target, tollgate-kafka (port 18084): tollgate with the Kafka usage sink, on the
+# Kafka of scripts/services.sh (started if needed, stopped again if this script started it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +30,13 @@ PATH_CHAT=/v1/chat/completions
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
 TOLLGATE="$ROOT/target/release/tollgate"
 LOADGEN="$ROOT/target/release/tollgate-loadgen"
+# Opt-in fourth target: tollgate with the Kafka sink (BENCH_KAFKA=1).
+KAFKA=${BENCH_KAFKA:-0}
+TGK_PORT=18084
+KAFKA_BROKERS="127.0.0.1:${TOLLGATE_KAFKA_PORT:-19092}"
+PIPELINE_BENCH="$ROOT/target/release/tollgate-pipeline-bench"
+KAFKA_STARTED=0 # 1 when this script started the broker (then it stops it on exit)
+KAFKA_TOPIC=""  # set once the topic is created; deleted on exit
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -42,6 +51,17 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  if [ "$KAFKA" = 1 ]; then kafka_cleanup; fi
+}
+# BENCH_KAFKA=1: delete this run's topic and spool; stop the broker if this script started it.
+kafka_cleanup() {
+  if [ -n "$KAFKA_TOPIC" ] && [ -x "$PIPELINE_BENCH" ]; then
+    "$PIPELINE_BENCH" cleanup --brokers "$KAFKA_BROKERS" --topic "$KAFKA_TOPIC" >&2 || true
+  fi
+  rm -rf "${TGK_SPOOL:-}"
+  if [ "$KAFKA_STARTED" = 1 ]; then
+    bash "$ROOT/scripts/services-stop.sh" kafka >&2 || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -69,6 +89,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$TOLLGATE" ] || die "$TOLLGATE is missing"
 [ -x "$LOADGEN" ] || die "$LOADGEN is missing"
+if [ "$KAFKA" = 1 ]; then [ -x "$PIPELINE_BENCH" ] || die "$PIPELINE_BENCH is missing"; fi
 
 # ---------------------------------------------------------------- fresh output directory
 for d in nginx-upstream nginx-proxy; do
@@ -170,6 +191,21 @@ sha256 = "$BENCH_KEY_SHA256"
 models = ["*"]
 EOF
 
+if [ "$KAFKA" = 1 ]; then
+  # The same gateway with the Kafka sink instead of the embedded store; a fresh topic and spool per run.
+  TGK_UNIQUE="$(date +%Y%m%d%H%M%S)-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  TGK_TOPIC="bench.usage.$TGK_UNIQUE"
+  TGK_SPOOL="$OUT/spool-$TGK_UNIQUE"
+  TGK_CONFIG="$OUT/tollgate-kafka.toml"
+  sed -e "s|^listen = .*|listen = \"127.0.0.1:$TGK_PORT\"|" -e '/^\[store\]$/,/^path = /d' "$TG_CONFIG" >"$TGK_CONFIG"
+  cat >>"$TGK_CONFIG" <<EOF
+[kafka]
+brokers = "$KAFKA_BROKERS"
+topic = "$TGK_TOPIC"
+spool_dir = "$OUT_REL/spool-$TGK_UNIQUE"
+EOF
+fi
+
 # ---------------------------------------------------------------- helpers
 ensure_port_free() { # $1 = port
   if curl -s --noproxy '*' -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null; then
@@ -221,6 +257,8 @@ to_ms() {
   }'
 }
 
+# Processes counted as this run's own (not background) by cpu_snap: the Kafka broker while tollgate-kafka runs.
+EXTRA_OURS=()
 # Results, by target name.
 declare -A RPS P50 P99 FR_P50 FR_P99 ERRS COMPLETED LAG CPU_US BG
 
@@ -275,7 +313,7 @@ cpu_snap() {
   local box self servers own
   box=$(awk '/^cpu / {print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
   self=$(awk '{sub(/^.*\) /, ""); print $14 + $15}' "/proc/$$/stat")
-  servers=$(ticks "${PIDS[@]}")
+  servers=$(ticks "${PIDS[@]}" "${EXTRA_OURS[@]}")
   own=$(ticks "$@")
   echo "$box $((self + servers)) $own"
 }
@@ -328,6 +366,19 @@ upstream_requests() { # nginx stub_status "requests" counter of the upstream (in
 # ---------------------------------------------------------------- start
 for port in $UP_PORT $PROXY_PORT $TG_PORT; do ensure_port_free "$port"; done
 "$TOLLGATE" --config "$TG_CONFIG" check >&2 || die "the generated tollgate config is invalid ($TG_CONFIG)"
+if [ "$KAFKA" = 1 ]; then
+  ensure_port_free "$TGK_PORT"
+  "$TOLLGATE" --config "$TGK_CONFIG" check >&2 || die "the generated tollgate config is invalid ($TGK_CONFIG)"
+  # Kafka from scripts/services.sh (idempotent: a running broker is reused, and then left running).
+  if ! timeout 2 bash -c "exec 3<>/dev/tcp/${KAFKA_BROKERS%:*}/${KAFKA_BROKERS##*:}" 2>/dev/null; then
+    KAFKA_STARTED=1
+  fi
+  log "kafka: scripts/services.sh kafka"
+  bash "$ROOT/scripts/services.sh" kafka >&2 || die "scripts/services.sh kafka failed"
+  "$PIPELINE_BENCH" create-topics --brokers "$KAFKA_BROKERS" --partitions 3 "$TGK_TOPIC" >&2 ||
+    die "cannot create the topic $TGK_TOPIC"
+  KAFKA_TOPIC=$TGK_TOPIC
+fi
 
 start_nginx "$UP_DIR" direct
 UP_PID=${PIDS[-1]}
@@ -383,6 +434,52 @@ print(s.get("emitted", "?"), s.get("dropped", "?"))
 [ -n "${EMITTED:-}" ] || EMITTED="?"
 [ -n "${DROPPED:-}" ] || DROPPED="?"
 
+# ---------------------------------------------------------------- measure: tollgate-kafka (BENCH_KAFKA=1)
+TARGETS=(direct nginx-proxy tollgate)
+if [ "$KAFKA" = 1 ]; then
+  TARGETS+=(tollgate-kafka)
+  BROKER_PID=$(tr -dc '0-9' <"$ROOT/.tollgate/services/kafka/kafka.pid" 2>/dev/null || true)
+  [ -n "$BROKER_PID" ] && [ -r "/proc/$BROKER_PID/stat" ] || BROKER_PID="" # a broker not started by services.sh
+  "$TOLLGATE" --config "$TGK_CONFIG" >"$OUT/tollgate-kafka.log" 2>&1 &
+  TGK_PID=$!
+  PIDS+=("$TGK_PID")
+  log "tollgate-kafka: pid $TGK_PID ($TGK_CONFIG, topic $TGK_TOPIC)"
+  wait_ready tollgate-kafka "$TGK_PID" "http://127.0.0.1:$TGK_PORT/readyz"
+  check_chat tollgate-kafka "http://127.0.0.1:$TGK_PORT$PATH_CHAT"
+  if [ -n "$BROKER_PID" ]; then EXTRA_OURS=("$BROKER_PID"); fi
+  BROKER_T0=$(ticks "${EXTRA_OURS[@]}")
+  measure tollgate-kafka "http://127.0.0.1:$TGK_PORT$PATH_CHAT" "$TGK_PID"
+  BROKER_T1=$(ticks "${EXTRA_OURS[@]}")
+  EXTRA_OURS=()
+  TGK_CLIENT_OK=$((COMPLETED[tollgate-kafka] + 1)) # + the check_chat request
+  BROKER_US=$(awk -v t="$((BROKER_T1 - BROKER_T0))" -v n="$TGK_CLIENT_OK" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')
+  # Wait (10 s at most) until every emitted event is delivered to Kafka or spooled, then stop the gateway.
+  K_EMITTED="?" K_WRITTEN="?" K_DROPPED="?" K_SPOOLED="?" K_REPLAYED="?"
+  for _ in $(seq 1 100); do
+    sleep 0.1
+    TGK_SINK=$(curl -sS --noproxy '*' --max-time 2 "http://127.0.0.1:$TGK_PORT/readyz" || echo '{}')
+    read -r K_EMITTED K_WRITTEN K_DROPPED K_SPOOLED K_REPLAYED < <(printf '%s' "$TGK_SINK" | python3 -c '
+import json, sys
+s = json.load(sys.stdin).get("sink", {})
+print(*(s.get(k, "?") for k in ("emitted", "written", "dropped", "spooled", "replayed")))
+')
+    [ "$K_EMITTED" != "?" ] && [ $((K_WRITTEN + K_DROPPED + K_SPOOLED - K_REPLAYED)) -ge "$K_EMITTED" ] && break
+  done
+  log "tollgate-kafka: stopping (SIGTERM)"
+  kill -TERM "$TGK_PID"
+  TGK_RC=0
+  wait "$TGK_PID" || TGK_RC=$?
+  [ "$TGK_RC" -eq 0 ] || log "tollgate-kafka exited with status $TGK_RC (see $OUT_REL/tollgate-kafka.log)"
+  TOPIC_MESSAGES=$("$PIPELINE_BENCH" topic-count --brokers "$KAFKA_BROKERS" --topic "$TGK_TOPIC" |
+    tr ' ' '\n' | awk -F= '$1 == "messages" {print $2}') || true
+  TOPIC_MESSAGES=${TOPIC_MESSAGES:-?}
+  KAFKA_OK=OK
+  if [ "$K_DROPPED" != 0 ] || [ "$TOPIC_MESSAGES" != "$K_EMITTED" ] || [ "$K_EMITTED" = "?" ] ||
+    [ "$K_EMITTED" -lt "$TGK_CLIENT_OK" ] || [ "$TGK_RC" -ne 0 ]; then
+    KAFKA_OK=FAIL
+  fi
+fi
+
 # ---------------------------------------------------------------- report
 rps_ratio=$(awk -v a="${RPS[tollgate]}" -v b="${RPS[nginx-proxy]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 p99_delta=$(awk -v a="${FR_P99[tollgate]}" -v b="${FR_P99[nginx-proxy]}" 'BEGIN {printf "%+.2f", a - b}')
@@ -405,19 +502,24 @@ UNMETERED=$((TG_FORWARDED - ROWS_OK))
   echo "non-streaming POST $PATH_CHAT; each nginx: worker_processes 1 (fair on 2 cores); tollgate: default tokio runtime ($(nproc) workers);"
   echo "wrk -t1 -c$CONNS -d${DURATION}s (closed loop, max throughput); fixed rate: tollgate-loadgen ${RATE} req/s x ${DURATION}s, open loop, $CONNS connections;"
   echo "load generators, nginx and tollgate share the same cores. Raw outputs: $OUT_REL/wrk-*.txt, $OUT_REL/loadgen-*.txt"
+  if [ "$KAFKA" = 1 ]; then
+    echo "tollgate-kafka: the same gateway with the Kafka sink (acks=all, lz4) to the broker of scripts/services.sh ($KAFKA_BROKERS, a JVM on the same cores), fresh topic, 3 partitions"
+  fi
   if [ "$IDLE_BEFORE" -lt 90 ]; then
     echo "WARNING: the box was only ${IDLE_BEFORE}% idle before the run: other work competes for the cores, numbers are noisy"
   fi
-  for t in direct nginx-proxy tollgate; do
+  for t in "${TARGETS[@]}"; do
     if [ "${BG[$t]}" -ge 5 ]; then
       echo "WARNING: other processes took ${BG[$t]}% of the CPU while $t was measured: its numbers are noisy"
     fi
   done
   echo
-  printf '%-12s %8s %8s %8s | @%srps %7s %7s | %6s %10s %7s %9s\n' target rps p50_ms p99_ms "$RATE" p50_ms p99_ms \
+  W=12
+  [ "$KAFKA" != 1 ] || W=14 # room for "tollgate-kafka"
+  printf '%-*s %8s %8s %8s | @%srps %7s %7s | %6s %10s %7s %9s\n' "$W" target rps p50_ms p99_ms "$RATE" p50_ms p99_ms \
     errors cpu_us/req bg_cpu% gen_lag99
-  for t in direct nginx-proxy tollgate; do
-    printf '%-12s %8s %8s %8s | %*s %7s %7s | %6s %10s %7s %9s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" $((${#RATE} + 4)) "" \
+  for t in "${TARGETS[@]}"; do
+    printf '%-*s %8s %8s %8s | %*s %7s %7s | %6s %10s %7s %9s\n' "$W" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" $((${#RATE} + 4)) "" \
       "${FR_P50[$t]}" "${FR_P99[$t]}" "${ERRS[$t]}" "${CPU_US[$t]}" "${BG[$t]}" "${LAG[$t]}"
   done
   echo "ratio tollgate/nginx-proxy: rps $rps_ratio (target >= 0.5) [$rps_ok], p99@$RATE delta $p99_delta ms (target <= 1 ms) [$p99_ok]"
@@ -429,6 +531,20 @@ UNMETERED=$((TG_FORWARDED - ROWS_OK))
   else
     echo "cross-check: tollgate forwarded $TG_FORWARDED requests upstream (nginx stub_status), $ROWS_OK rows for them (success + client_disconnected)"
   fi
+  if [ "$KAFKA" = 1 ]; then
+    k_ratio=$(awk -v a="${RPS[tollgate-kafka]}" -v b="${RPS[nginx-proxy]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    k_vs_tg=$(awk -v a="${RPS[tollgate-kafka]}" -v b="${RPS[tollgate]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    k_delta=$(awk -v a="${FR_P99[tollgate-kafka]}" -v b="${FR_P99[nginx-proxy]}" 'BEGIN {printf "%+.2f", a - b}')
+    k_rps_ok=$(awk -v r="$k_ratio" 'BEGIN {print (r >= 0.5 ? "OK" : "MISS")}')
+    k_p99_ok=$(awk -v d="$k_delta" 'BEGIN {print (d <= 1.0 ? "OK" : "MISS")}')
+    echo "ratio tollgate-kafka/nginx-proxy: rps $k_ratio (target >= 0.5) [$k_rps_ok], p99@$RATE delta $k_delta ms (target <= 1 ms) [$k_p99_ok]; rps tollgate-kafka/tollgate $k_vs_tg"
+    echo "kafka sink: emitted=$K_EMITTED written=$K_WRITTEN dropped=$K_DROPPED spooled=$K_SPOOLED replayed=$K_REPLAYED;" \
+      "topic $TGK_TOPIC holds $TOPIC_MESSAGES messages; clients received $TGK_CLIENT_OK 2xx -> count check $KAFKA_OK"
+    if [ -n "$BROKER_PID" ]; then
+      echo "kafka broker (pid $BROKER_PID): $BROKER_US us CPU per tollgate-kafka request (warm-up + wrk + fixed rate), not in cpu_us/req"
+    fi
+  fi
 }
 
 [ "$COUNT_OK" = OK ] || exit 1
+[ "$KAFKA" != 1 ] || [ "$KAFKA_OK" = OK ] || exit 1

@@ -63,6 +63,8 @@ pub struct Principal {
     pub tenant: String,
     pub team: String,
     pub models: AllowedModels,
+    /// Tags every deployment this caller is routed to must carry.
+    pub require_tags: crate::config::Tags,
 }
 
 /// Virtual keys by hash.
@@ -82,6 +84,7 @@ impl KeyStore {
                     tenant: k.tenant.clone(),
                     team: k.team.clone(),
                     models: k.models.clone(),
+                    require_tags: k.require_tags.clone(),
                 };
                 (k.hash, Arc::new(principal))
             })
@@ -125,6 +128,7 @@ mod tests {
             team: "search".into(),
             hash: KeyHash::of(raw),
             models: AllowedModels::All,
+            require_tags: Default::default(),
         }])
     }
 

@@ -5,10 +5,14 @@
 //! collected with its path and reported at once; secret values never appear in a message.
 
 mod interpolate;
+mod keys;
+mod models;
+mod providers;
 mod raw;
 mod secret;
+mod validator;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +23,7 @@ pub use secret::Secret;
 
 use crate::auth::KeyHash;
 use crate::provider::ProviderKind;
-use raw::{RawDeployment, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore};
+use validator::Validator;
 
 /// Default cap on a request body: large enough for a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -69,14 +73,21 @@ pub struct ProviderConfig {
     pub base_url: reqwest::Url,
     pub api_keys: Vec<Secret>,
     pub timeouts: Timeouts,
+    /// Labels for routing constraints (`region = "cn"`, `residency = "eu"`, `on_prem = "true"`), inherited by
+    /// every deployment on this provider.
+    pub tags: Tags,
 }
+
+/// Routing labels: name → value.
+pub type Tags = BTreeMap<String, String>;
 
 /// Upstream timeouts of one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
-    /// Plain requests: the whole exchange. Streams: until the response headers.
-    pub request: Duration,
+    /// Until the upstream's first byte: response headers, and for streams also the first chunk. A plain
+    /// (non-streamed) answer's headers come only once generation is done, so this bounds the whole call.
+    pub first_byte: Duration,
     /// Streams: the longest gap allowed between two upstream reads.
     pub stream_idle: Duration,
 }
@@ -85,16 +96,37 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs(600),
+            first_byte: Duration::from_secs(600),
             stream_idle: Duration::from_secs(120),
         }
     }
 }
 
+/// How a deployment group picks among the deployments of one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Strict rotation over every healthy (deployment, key) slot.
+    RoundRobin,
+    /// Smooth weighted rotation by deployment `weight`.
+    Weighted,
+    /// The deployment with the lowest moving average of time to first byte first.
+    LowestLatency,
+    /// The cheapest deployment (by `price`) first.
+    LowestCost,
+}
+
+/// A public model: ordered tiers of deployments, tried in order when one fails.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
-    pub deployments: Vec<DeploymentConfig>,
+    pub strategy: Strategy,
+    pub tiers: Vec<Vec<DeploymentConfig>>,
+    /// Upstream attempts per request, across keys and tiers.
+    pub max_attempts: u32,
+    /// Deadline of a request, all attempts and waits included.
+    pub total_timeout: Duration,
+    /// Overrides the providers' first-byte timeout for this model.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +134,27 @@ pub struct DeploymentConfig {
     pub provider: String,
     /// Model name the upstream knows.
     pub model: String,
+    /// Share under the `weighted` strategy.
+    pub weight: u32,
+    /// The provider's tags with this deployment's on top.
+    pub tags: Tags,
+    pub price: Option<DeploymentPrice>,
+}
+
+/// What a deployment costs, for the `lowest-cost` strategy: nano-units of its currency per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentPrice {
+    pub input_nanos_per_mtok: u64,
+    pub output_nanos_per_mtok: u64,
+}
+
+impl DeploymentPrice {
+    /// The ranking key: the cost of one million input plus one million output tokens.
+    #[must_use]
+    pub fn rank(&self) -> u64 {
+        self.input_nanos_per_mtok
+            .saturating_add(self.output_nanos_per_mtok)
+    }
 }
 
 /// A virtual key: who the caller is and what it may use.
@@ -112,6 +165,8 @@ pub struct KeyConfig {
     pub team: String,
     pub hash: KeyHash,
     pub models: AllowedModels,
+    /// Deployments this key may be routed to must carry every one of these tags (data residency, region).
+    pub require_tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,372 +250,12 @@ impl Config {
         })?;
         let mut issues = Vec::new();
         interpolate::interpolate_tree(&mut doc, "", env, &mut issues);
-        let config = Validator {
-            env,
-            issues: &mut issues,
-        }
-        .validate(doc);
+        let config = Validator::new(env, &mut issues).validate(doc);
         match config {
             Some(config) if issues.is_empty() => Ok(config),
             _ => Err(ConfigError { issues }),
         }
     }
-}
-
-struct Validator<'a> {
-    env: &'a dyn Env,
-    issues: &'a mut Vec<ConfigIssue>,
-}
-
-impl Validator<'_> {
-    fn issue(&mut self, path: &str, message: impl Into<String>) {
-        self.issues.push(ConfigIssue::new(path, message));
-    }
-
-    /// Deserializes one section, recording its error instead of stopping.
-    fn section<T: serde::de::DeserializeOwned>(
-        &mut self,
-        path: &str,
-        value: toml::Value,
-    ) -> Option<T> {
-        match value.try_into::<T>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.issue(path, redact_string_values(e.message()));
-                None
-            }
-        }
-    }
-
-    fn tables(&mut self, path: &str, value: Option<toml::Value>) -> BTreeMap<String, toml::Value> {
-        match value {
-            None => BTreeMap::new(),
-            Some(toml::Value::Table(t)) => t.into_iter().collect(),
-            Some(_) => {
-                self.issue(path, "expected a table");
-                BTreeMap::new()
-            }
-        }
-    }
-
-    fn validate(mut self, doc: toml::Value) -> Option<Config> {
-        let toml::Value::Table(mut root) = doc else {
-            self.issue("", "expected a table");
-            return None;
-        };
-        for key in root.keys() {
-            if !["server", "store", "kafka", "providers", "models", "keys"].contains(&key.as_str())
-            {
-                self.issue(
-                    key,
-                    "unknown section (expected server, store, kafka, providers, models, keys)",
-                );
-            }
-        }
-        let server = root
-            .remove("server")
-            .and_then(|v| self.section::<RawServer>("server", v));
-        let store = root
-            .remove("store")
-            .and_then(|v| self.section::<RawStore>("store", v));
-        let kafka = root
-            .remove("kafka")
-            .and_then(|v| self.section::<RawKafka>("kafka", v))
-            .map(|k| self.kafka(k));
-        let raw_providers = self.tables("providers", root.remove("providers"));
-        let raw_models = self.tables("models", root.remove("models"));
-        let raw_keys = self.tables("keys", root.remove("keys"));
-
-        let server = self.server(server.unwrap_or_default());
-        let store = StoreConfig {
-            path: PathBuf::from(
-                store
-                    .and_then(|s| s.path)
-                    .unwrap_or_else(|| "tollgate.db".into()),
-            ),
-        };
-        let providers: Vec<ProviderConfig> = raw_providers
-            .into_iter()
-            .filter_map(|(name, v)| {
-                let path = format!("providers.{name}");
-                let raw = self.section::<RawProvider>(&path, v)?;
-                self.provider(&path, name, raw)
-            })
-            .collect();
-        let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        let models: Vec<ModelConfig> = raw_models
-            .into_iter()
-            .filter_map(|(name, v)| {
-                let path = format!("models.{name}");
-                let raw = self.section::<RawModel>(&path, v)?;
-                self.model(&path, name, raw, &provider_names)
-            })
-            .collect();
-        let model_names: HashSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        let mut seen_hashes = HashSet::new();
-        let keys: Vec<KeyConfig> = raw_keys
-            .into_iter()
-            .filter_map(|(name, v)| {
-                let path = format!("keys.{name}");
-                let raw = self.section::<RawKey>(&path, v)?;
-                let key = self.key(&path, name, raw, &model_names)?;
-                if !seen_hashes.insert(key.hash) {
-                    self.issue(&path, "the same key is configured twice");
-                }
-                Some(key)
-            })
-            .collect();
-        Some(Config {
-            server: server?,
-            store,
-            kafka,
-            providers,
-            models,
-            keys,
-        })
-    }
-
-    fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
-        let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = match listen.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.issue(
-                    "server.listen",
-                    format!("{listen:?} is not an address like 127.0.0.1:8080"),
-                );
-                None
-            }
-        };
-        let max_body_bytes = match raw.max_body_bytes {
-            None => Some(DEFAULT_MAX_BODY_BYTES),
-            Some(0) => {
-                self.issue("server.max_body_bytes", "must be greater than 0");
-                None
-            }
-            Some(n) => usize::try_from(n).ok(),
-        };
-        Some(ServerConfig {
-            listen: listen?,
-            max_body_bytes: max_body_bytes?,
-        })
-    }
-
-    fn kafka(&mut self, raw: RawKafka) -> KafkaConfig {
-        if raw.brokers.trim().is_empty() {
-            self.issue("kafka.brokers", "must list at least one broker (host:port)");
-        }
-        if raw.spool_max_bytes == Some(0) {
-            self.issue("kafka.spool_max_bytes", "must be greater than 0");
-        }
-        if raw.message_timeout_ms == Some(0) {
-            self.issue("kafka.message_timeout_ms", "must be greater than 0");
-        }
-        KafkaConfig {
-            brokers: raw.brokers,
-            topic: raw
-                .topic
-                .unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
-            spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
-            spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
-            message_timeout: Duration::from_millis(raw.message_timeout_ms.unwrap_or(5_000)),
-        }
-    }
-
-    fn provider(&mut self, path: &str, name: String, raw: RawProvider) -> Option<ProviderConfig> {
-        let Some(kind) = ProviderKind::from_name(&raw.kind) else {
-            let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
-            self.issue(
-                &format!("{path}.kind"),
-                format!("unknown kind {:?} (known: {})", raw.kind, known.join(", ")),
-            );
-            return None;
-        };
-        let base_url = match raw.base_url.as_deref().or(kind.default_base_url()) {
-            None => {
-                self.issue(
-                    &format!("{path}.base_url"),
-                    format!("required for kind {}", kind.name()),
-                );
-                None
-            }
-            Some(url) => match reqwest::Url::parse(url.trim_end_matches('/')) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(u),
-                _ => {
-                    self.issue(
-                        &format!("{path}.base_url"),
-                        format!("{url:?} is not an http(s) URL"),
-                    );
-                    None
-                }
-            },
-        };
-        let mut keys: Vec<String> = raw.api_keys.unwrap_or_default();
-        keys.extend(raw.api_key);
-        if keys.iter().any(String::is_empty) {
-            self.issue(&format!("{path}.api_keys"), "an API key is empty");
-        }
-        if keys.is_empty() && kind.requires_api_key() {
-            self.issue(
-                &format!("{path}.api_keys"),
-                format!("kind {} needs at least one API key", kind.name()),
-            );
-        }
-        let mut timeouts = Timeouts::default();
-        for (field, value, slot) in [
-            (
-                "connect_timeout_ms",
-                raw.connect_timeout_ms,
-                &mut timeouts.connect,
-            ),
-            (
-                "request_timeout_ms",
-                raw.request_timeout_ms,
-                &mut timeouts.request,
-            ),
-            (
-                "stream_idle_timeout_ms",
-                raw.stream_idle_timeout_ms,
-                &mut timeouts.stream_idle,
-            ),
-        ] {
-            match value {
-                Some(0) => self.issues.push(ConfigIssue::new(
-                    &format!("{path}.{field}"),
-                    "must be greater than 0",
-                )),
-                Some(ms) => *slot = Duration::from_millis(ms),
-                None => {}
-            }
-        }
-        Some(ProviderConfig {
-            name,
-            kind,
-            base_url: base_url?,
-            api_keys: keys
-                .into_iter()
-                .filter(|k| !k.is_empty())
-                .map(Secret::new)
-                .collect(),
-            timeouts,
-        })
-    }
-
-    fn model(
-        &mut self,
-        path: &str,
-        name: String,
-        raw: RawModel,
-        providers: &HashSet<&str>,
-    ) -> Option<ModelConfig> {
-        if raw.deployments.is_empty() {
-            self.issue(
-                &format!("{path}.deployments"),
-                "a model needs at least one deployment",
-            );
-        }
-        let mut ok = true;
-        for (i, RawDeployment { provider, model }) in raw.deployments.iter().enumerate() {
-            if !providers.contains(provider.as_str()) {
-                self.issue(
-                    &format!("{path}.deployments[{i}].provider"),
-                    format!("no provider named {provider:?}"),
-                );
-                ok = false;
-            }
-            if model.is_empty() {
-                self.issue(
-                    &format!("{path}.deployments[{i}].model"),
-                    "must not be empty",
-                );
-                ok = false;
-            }
-        }
-        let deployments = raw
-            .deployments
-            .into_iter()
-            .map(|d| DeploymentConfig {
-                provider: d.provider,
-                model: d.model,
-            })
-            .collect();
-        ok.then_some(ModelConfig { name, deployments })
-    }
-
-    fn key(
-        &mut self,
-        path: &str,
-        name: String,
-        raw: RawKey,
-        models: &HashSet<&str>,
-    ) -> Option<KeyConfig> {
-        let hash = match (raw.sha256.as_deref(), raw.key_env.as_deref()) {
-            (Some(hex), None) => KeyHash::from_hex(hex).or_else(|| {
-                self.issue(
-                    &format!("{path}.sha256"),
-                    "must be 64 hex characters (see `tollgate keys new`)",
-                );
-                None
-            }),
-            (None, Some(var)) => match self.env.var(var).filter(|v| !v.is_empty()) {
-                Some(raw_key) => Some(KeyHash::of(&raw_key)),
-                None => {
-                    self.issue(
-                        &format!("{path}.key_env"),
-                        format!("environment variable {var} is not set"),
-                    );
-                    None
-                }
-            },
-            _ => {
-                self.issue(path, "set exactly one of `sha256` or `key_env`");
-                None
-            }
-        };
-        let allowed = match raw.models {
-            None => {
-                self.issue(
-                    &format!("{path}.models"),
-                    "list the models this key may use ([\"*\"] for all)",
-                );
-                None
-            }
-            Some(list) if list.iter().any(|m| m == "*") => Some(AllowedModels::All),
-            Some(list) => {
-                for (i, m) in list.iter().enumerate() {
-                    if !models.contains(m.as_str()) {
-                        self.issue(
-                            &format!("{path}.models[{i}]"),
-                            format!("no model named {m:?}"),
-                        );
-                    }
-                }
-                Some(AllowedModels::Only(list.into_iter().collect()))
-            }
-        };
-        Some(KeyConfig {
-            tenant: raw.tenant.unwrap_or_else(|| "default".into()),
-            team: raw.team.unwrap_or_else(|| "default".into()),
-            name,
-            hash: hash?,
-            models: allowed?,
-        })
-    }
-}
-
-/// serde quotes the offending value (`invalid type: string "sk-…"`); that value may be an interpolated
-/// secret, so it is cut from the message.
-fn redact_string_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(pos) = rest.find("string \"") {
-        out.push_str(&rest[..pos]);
-        out.push_str("a string");
-        let after = &rest[pos + "string \"".len()..];
-        rest = after.find('"').map_or("", |end| &after[end + 1..]);
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -53,6 +53,13 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("the model {0:?} does not exist")]
     UnknownModel(String),
+    #[error("no deployment of model {model:?} satisfies this key's constraints ({constraint})")]
+    NoEligibleDeployment { model: String, constraint: String },
+    #[error("every deployment of model {model:?} is cooling down after failures; retry in {}s", retry_after.as_secs().max(1))]
+    AllCoolingDown {
+        model: String,
+        retry_after: Duration,
+    },
     #[error("upstream {}: {}", .0.provider, .0.message)]
     UpstreamRejected(Box<UpstreamError>),
     #[error("upstream {provider} failed: {message}")]
@@ -82,12 +89,14 @@ impl GatewayError {
             | Self::MissingApiKey
             | Self::InvalidApiKey
             | Self::ModelNotAllowed(_)
+            | Self::NoEligibleDeployment { .. }
             | Self::UnknownModel(_) => Origin::Client,
             Self::UpstreamRejected(_)
             | Self::UpstreamFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamUnreachable { .. }
-            | Self::StreamTruncated { .. } => Origin::Upstream,
+            | Self::StreamTruncated { .. }
+            | Self::AllCoolingDown { .. } => Origin::Upstream,
             Self::Internal(_) => Origin::Gateway,
         }
     }
@@ -113,7 +122,8 @@ impl GatewayError {
             Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => StatusCode::FORBIDDEN,
+            Self::AllCoolingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::UpstreamRejected(e) => e.status,
             Self::UpstreamFailed { .. }
@@ -136,6 +146,8 @@ impl GatewayError {
             Self::InvalidApiKey => "invalid_api_key".into(),
             Self::ModelNotAllowed(_) => "model_not_allowed".into(),
             Self::UnknownModel(_) => "model_not_found".into(),
+            Self::NoEligibleDeployment { .. } => "no_eligible_deployment".into(),
+            Self::AllCoolingDown { .. } => "all_deployments_cooling_down".into(),
             Self::UpstreamRejected(e) if e.quota_exhausted => "upstream_quota_exhausted".into(),
             Self::UpstreamRejected(e) => match &e.code {
                 Some(Value::String(s)) => s.clone(),
@@ -153,7 +165,10 @@ impl GatewayError {
     fn error_type(&self) -> String {
         match self {
             Self::MissingApiKey | Self::InvalidApiKey => "authentication_error".into(),
-            Self::ModelNotAllowed(_) => "permission_error".into(),
+            Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => {
+                "permission_error".into()
+            }
+            Self::AllCoolingDown { .. } => "upstream_error".into(),
             Self::UpstreamRejected(e) => e
                 .error_type
                 .clone()
@@ -206,6 +221,10 @@ impl IntoResponse for GatewayError {
             if let Some(retry_after) = &e.retry_after {
                 headers.insert(http::header::RETRY_AFTER, retry_after.clone());
             }
+        }
+        if let Self::AllCoolingDown { retry_after, .. } = &self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         // The OpenAI SDKs honour `x-should-retry`; tell them when a retry is pointless.
         if matches!(self.origin(), Origin::Client)

@@ -29,6 +29,7 @@ pub mod exchange;
 pub mod provider;
 pub mod proxy;
 pub mod relay;
+pub mod retry;
 pub mod routes;
 pub mod routing;
 pub mod sse;

@@ -9,8 +9,6 @@ pub mod request;
 pub mod upstream_error;
 pub mod usage;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use http::HeaderValue;
 use tollgate_schemas::Endpoint;
 
@@ -27,9 +25,9 @@ pub struct Provider {
     /// Endpoint URLs, parsed once.
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
-    /// `Authorization` values, one per key, marked sensitive so they never print.
-    auth: Vec<HeaderValue>,
-    next_key: AtomicUsize,
+    /// `Authorization` value per key slot, marked sensitive so it never prints; one `None` slot for servers
+    /// that need no key.
+    keys: Vec<Option<HeaderValue>>,
     pub timeouts: Timeouts,
     client: reqwest::Client,
 }
@@ -73,34 +71,41 @@ impl Provider {
             kind: config.kind,
             chat_url: url("/chat/completions")?,
             embeddings_url: url("/embeddings")?,
-            auth,
-            next_key: AtomicUsize::new(0),
+            keys: if auth.is_empty() {
+                vec![None]
+            } else {
+                auth.into_iter().map(Some).collect()
+            },
             timeouts: config.timeouts,
             client,
         })
     }
 
-    /// Number of API keys (0 for self-hosted servers without auth).
+    /// Number of key slots (1 for a server that needs no key).
     #[must_use]
     pub fn key_count(&self) -> usize {
-        self.auth.len()
+        self.keys.len()
     }
 
-    /// A POST to `endpoint`, signed with the next key in round-robin order.
-    pub fn post(&self, endpoint: Endpoint, body: bytes::Bytes) -> reqwest::RequestBuilder {
+    /// A POST to `endpoint`, signed with key slot `key`.
+    pub fn post(
+        &self,
+        endpoint: Endpoint,
+        body: bytes::Bytes,
+        key: usize,
+    ) -> reqwest::RequestBuilder {
         let url = match endpoint {
             Endpoint::ChatCompletions => self.chat_url.clone(),
             Endpoint::Embeddings => self.embeddings_url.clone(),
         };
-        let mut request = self
+        let request = self
             .client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
-        if !self.auth.is_empty() {
-            let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
-            request = request.header(http::header::AUTHORIZATION, self.auth[i].clone());
+        match self.keys.get(key).cloned().flatten() {
+            Some(auth) => request.header(http::header::AUTHORIZATION, auth),
+            None => request,
         }
-        request
     }
 }

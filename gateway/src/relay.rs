@@ -24,6 +24,7 @@ use tollgate_schemas::{Outcome, UsageSource, UsageVector};
 use crate::error::GatewayError;
 use crate::exchange::{with_request_id, Ending, Exchange};
 use crate::provider::usage;
+use crate::proxy::BodyStream;
 use crate::sse::SseDecoder;
 
 /// How long, after the client left, the upstream is still read for its final usage.
@@ -35,7 +36,8 @@ const DONE: &[u8] = b"data: [DONE]\n\n";
 /// Starts relaying `upstream` and returns the client's streaming response.
 pub fn start(
     ex: Exchange,
-    upstream: reqwest::Response,
+    first: Bytes,
+    rest: BodyStream,
     client_wants_usage: bool,
     idle: Duration,
 ) -> Response {
@@ -52,7 +54,7 @@ pub fn start(
         upstream_error: None,
         client_gone: false,
     };
-    tokio::spawn(relay.run(upstream));
+    tokio::spawn(relay.run(first, rest));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let response = Response::builder()
         .status(200)
@@ -87,14 +89,14 @@ struct StreamRelay {
 }
 
 impl StreamRelay {
-    async fn run(mut self, upstream: reqwest::Response) {
+    async fn run(mut self, first: Bytes, mut body: BodyStream) {
         let provider = self
             .ex
             .deployment
             .as_ref()
             .map(|d| d.provider.name.clone())
             .unwrap_or_default();
-        let mut body = upstream.bytes_stream();
+        let mut pending = Some(first);
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let end = loop {
             let wait = match drain_deadline {
@@ -103,7 +105,11 @@ impl StreamRelay {
                     .min(self.idle),
                 None => self.idle,
             };
-            match tokio::time::timeout(wait, body.next()).await {
+            let next = match pending.take() {
+                Some(first) => Ok(Some(Ok(first))),
+                None => tokio::time::timeout(wait, body.next()).await,
+            };
+            match next {
                 Err(_) if drain_deadline.is_some() => {
                     break UpstreamEnd::Truncated(GatewayError::StreamTruncated {
                         provider: provider.clone(),

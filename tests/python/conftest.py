@@ -36,9 +36,13 @@ LIMITED_KEY_ENV = "TOLLGATE_PYTEST_LIMITED_KEY"
 # Public model name -> upstream model (mock directives script the upstream's behaviour).
 MODELS = {
     "gpt-4o-mini": "gpt-4o-mini",
+    # Each failing model is its own deployment, because the gateway cools down a deployment's key after a
+    # retryable failure: a second request to the same one within the cooldown gets a fail-fast 503.
     "always-429": "gpt?status=429&retry_after=0",
+    "always-429-stream": "gpt?status=429&retry_after=0",
     "bad-request": "gpt?status=400&message=Invalid+value+for+tools",
     "upstream-500": "gpt?status=500&message=mock+upstream+exploded",
+    "upstream-500-retried": "gpt?status=500&message=mock+upstream+exploded",
     "text-embedding-3-small": "text-embedding-3-small",
 }
 LIMITED_MODELS = ["gpt-4o-mini"]

@@ -389,12 +389,14 @@ def test_upstream_429_is_rate_limit_error(gateway: Gateway) -> None:
 
 def test_streamed_request_to_a_failing_upstream_raises_before_any_chunk(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError) as info:
-        gateway.client().chat.completions.create(model="always-429", messages=MESSAGES, stream=True)
+        gateway.client(max_retries=0).chat.completions.create(
+            model="always-429-stream", messages=MESSAGES, stream=True
+        )
     assert info.value.status_code == 429
     assert_row(
         gateway,
         info.value.request_id,
-        model="always-429",
+        model="always-429-stream",
         stream=True,
         outcome="upstream_error",
         http_status=429,
@@ -420,12 +422,14 @@ def test_upstream_500_is_502_internal_server_error(gateway: Gateway) -> None:
 
 
 def test_sdk_retries_are_each_metered(gateway: Gateway) -> None:
-    """With the SDK's default retries, a 502 is sent 3 times: the gateway must meter 3 attempts, not 1."""
+    """With the SDK's default retries, a 502 is sent 3 times: the gateway must meter 3 attempts, not 1.
+    (After the first failure the deployment's key cools down, so the SDK's retries get the gateway's
+    fail-fast 503 — also a server error the SDK retries.)"""
     before = gateway.sent[FULL_KEY]
     client = gateway.client(max_retries=2)
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(
-            model="upstream-500", messages=[{"role": "user", "content": "retry me"}], timeout=10
+            model="upstream-500-retried", messages=[{"role": "user", "content": "retry me"}], timeout=10
         )
     assert gateway.sent[FULL_KEY] - before == 3
 

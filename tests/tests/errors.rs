@@ -152,7 +152,7 @@ async fn upstream_4xx_passes_through_with_the_upstreams_message() {
 
 #[tokio::test]
 async fn quota_exhaustion_is_not_worth_retrying_and_says_so() {
-    let h = Harness::start().await;
+    // One gateway per case: an exhausted key rests (for every later request), which is the point.
     for (model, directive) in [
         (
             "gpt-4o-mini",
@@ -162,14 +162,17 @@ async fn quota_exhaustion_is_not_worth_retrying_and_says_so() {
         ("kimi", "status=429&type=exceeded_current_quota_error"),
         ("qwen", "status=400&code=Arrearage"),
     ] {
+        let h = Harness::start().await;
         let r = h
             .chat(&json!({"model": model, "messages": user(&format!("[mock:{directive}]"))}))
             .await;
         assert_eq!(r.headers()["x-should-retry"], "false", "{model}");
         let (_, body) = error_of(r).await;
         assert_eq!(body["error"]["code"], "upstream_quota_exhausted", "{model}");
+        assert_eq!(h.mock.requests().len(), 1, "{model}: never retried");
     }
     // An ordinary Zhipu rate limit is not quota exhaustion.
+    let h = Harness::start().await;
     let r = h
         .chat(&json!({"model": "glm", "messages": user("[mock:status=429&code=1302]")}))
         .await;
@@ -180,21 +183,17 @@ async fn quota_exhaustion_is_not_worth_retrying_and_says_so() {
 #[tokio::test]
 async fn upstream_failures_become_502_and_504() {
     let h = Harness::start().await;
+    // `once` makes a single attempt, on the next key each time: each case sees one upstream answer.
     let cases = [
-        ("gpt-4o-mini", "[mock:status=500]", 502, "upstream_error"),
+        ("once", "[mock:status=500]", 502, "upstream_error"),
         (
-            "gpt-4o-mini",
+            "once",
             "[mock:status=503&retry_after=1]",
             502,
             "upstream_error",
         ),
-        (
-            "gpt-4o-mini",
-            "[mock:latency_ms=2500]",
-            504,
-            "upstream_timeout",
-        ),
-        ("gpt-4o-mini", "[mock:reset_after=0]", 502, "upstream_error"),
+        ("once", "[mock:latency_ms=2500]", 504, "upstream_timeout"),
+        ("once", "[mock:reset_after=0]", 502, "upstream_error"),
         ("unreachable", "hi", 502, "upstream_unreachable"),
     ];
     for (model, content, status, code) in cases {

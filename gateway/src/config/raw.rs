@@ -1,5 +1,7 @@
 //! The file's shape, as serde reads it. Validation lives in the parent module.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,14 +25,20 @@ pub struct RawProvider {
     pub api_keys: Option<Vec<String>>,
     pub api_key: Option<String>,
     pub connect_timeout_ms: Option<u64>,
-    pub request_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
     pub stream_idle_timeout_ms: Option<u64>,
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub deployments: Vec<RawDeployment>,
+    pub deployments: Option<Vec<RawDeployment>>,
+    pub tiers: Option<Vec<Vec<RawDeployment>>>,
+    pub strategy: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub total_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +46,17 @@ pub struct RawModel {
 pub struct RawDeployment {
     pub provider: String,
     pub model: String,
+    pub weight: Option<u32>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub price: Option<RawPrice>,
+}
+
+/// Decimal strings, so no amount of money is ever a float.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_mtok: String,
+    pub output_per_mtok: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +67,7 @@ pub struct RawKey {
     pub sha256: Option<String>,
     pub key_env: Option<String>,
     pub models: Option<Vec<String>>,
+    pub require_tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,7 +63,8 @@ fn loads_a_good_config_with_defaults_and_interpolation() {
     let ci = c.keys.iter().find(|k| k.name == "ci").unwrap();
     assert_eq!(ci.hash, KeyHash::of("abc"));
     assert!(ci.models.allows("gpt-4o-mini") && !ci.models.allows("other"));
-    assert_eq!(c.models[0].deployments.len(), 2);
+    assert_eq!(c.models[0].tiers.len(), 1);
+    assert_eq!(c.models[0].tiers[0].len(), 2);
 
     let moved = env_of(&[
         ("OPENAI_API_KEY", "sk-first"),

@@ -242,6 +242,9 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
             return Ok(());
         }
         if d.reset_after == Some(i) {
+            // Let the client read what was sent before the connection is torn down (a reset discards
+            // unread data).
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = tx.send(Err(std::io::Error::other("mock reset"))).await;
             return Ok(());
         }

@@ -41,7 +41,7 @@ max_body_bytes = 65536
 kind = "openai"
 base_url = "{openai}"
 api_keys = ["sk-upstream-a", "sk-upstream-b", "sk-upstream-c"]
-request_timeout_ms = 2000
+first_byte_timeout_ms = 2000
 stream_idle_timeout_ms = 1500
 
 [providers.moonshot]
@@ -75,6 +75,11 @@ base_url = "http://127.0.0.1:9/v1"
 
 [models."gpt-4o-mini"]
 deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+
+# The same deployment without retries: error mapping tests see exactly one upstream answer.
+[models."once"]
+deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+max_attempts = 1
 
 [models."kimi"]
 deployments = [{{ provider = "moonshot", model = "kimi-k2" }}]

@@ -1,0 +1,201 @@
+//! Phase two of loading: raw sections → validated types, every problem recorded with its path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore};
+use super::{
+    Config, ConfigIssue, Env, KafkaConfig, KeyConfig, ModelConfig, ProviderConfig, ServerConfig,
+    StoreConfig, DEFAULT_MAX_BODY_BYTES,
+};
+
+const SECTIONS: [&str; 6] = ["server", "store", "kafka", "providers", "models", "keys"];
+
+pub(super) struct Validator<'a> {
+    pub(super) env: &'a dyn Env,
+    issues: &'a mut Vec<ConfigIssue>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(env: &'a dyn Env, issues: &'a mut Vec<ConfigIssue>) -> Self {
+        Self { env, issues }
+    }
+
+    pub(super) fn issue(&mut self, path: &str, message: impl Into<String>) {
+        self.issues.push(ConfigIssue::new(path, message));
+    }
+
+    /// Deserializes one section, recording its error instead of stopping.
+    pub(super) fn section<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: toml::Value,
+    ) -> Option<T> {
+        match value.try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.issue(path, redact_string_values(e.message()));
+                None
+            }
+        }
+    }
+
+    /// A millisecond setting that must be positive, when present.
+    pub(super) fn millis(&mut self, path: &str, value: Option<u64>) -> Option<Duration> {
+        match value {
+            Some(0) => {
+                self.issue(path, "must be greater than 0");
+                None
+            }
+            other => other.map(Duration::from_millis),
+        }
+    }
+
+    fn tables(&mut self, path: &str, value: Option<toml::Value>) -> BTreeMap<String, toml::Value> {
+        match value {
+            None => BTreeMap::new(),
+            Some(toml::Value::Table(t)) => t.into_iter().collect(),
+            Some(_) => {
+                self.issue(path, "expected a table");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    pub(super) fn validate(mut self, doc: toml::Value) -> Option<Config> {
+        let toml::Value::Table(mut root) = doc else {
+            self.issue("", "expected a table");
+            return None;
+        };
+        for key in root.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                self.issue(
+                    key,
+                    format!("unknown section (expected {})", SECTIONS.join(", ")),
+                );
+            }
+        }
+        let server = root
+            .remove("server")
+            .and_then(|v| self.section::<RawServer>("server", v));
+        let store = root
+            .remove("store")
+            .and_then(|v| self.section::<RawStore>("store", v));
+        let kafka = root
+            .remove("kafka")
+            .and_then(|v| self.section::<RawKafka>("kafka", v))
+            .map(|k| self.kafka(k));
+        let raw_providers = self.tables("providers", root.remove("providers"));
+        let raw_models = self.tables("models", root.remove("models"));
+        let raw_keys = self.tables("keys", root.remove("keys"));
+
+        let server = self.server(server.unwrap_or_default());
+        let store = StoreConfig {
+            path: PathBuf::from(
+                store
+                    .and_then(|s| s.path)
+                    .unwrap_or_else(|| "tollgate.db".into()),
+            ),
+        };
+        let providers: Vec<ProviderConfig> = raw_providers
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let path = format!("providers.{name}");
+                let raw = self.section::<RawProvider>(&path, v)?;
+                self.provider(&path, name, raw)
+            })
+            .collect();
+        let models: Vec<ModelConfig> = raw_models
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let path = format!("models.{name}");
+                let raw = self.section::<RawModel>(&path, v)?;
+                self.model(&path, name, raw, &providers)
+            })
+            .collect();
+        let model_names: HashSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        let mut seen_hashes = HashSet::new();
+        let keys: Vec<KeyConfig> = raw_keys
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let path = format!("keys.{name}");
+                let raw = self.section::<RawKey>(&path, v)?;
+                let key = self.key(&path, name, raw, &model_names)?;
+                if !seen_hashes.insert(key.hash) {
+                    self.issue(&path, "the same key is configured twice");
+                }
+                Some(key)
+            })
+            .collect();
+        Some(Config {
+            server: server?,
+            store,
+            kafka,
+            providers,
+            models,
+            keys,
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
+        let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = match listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.issue(
+                    "server.listen",
+                    format!("{listen:?} is not an address like 127.0.0.1:8080"),
+                );
+                None
+            }
+        };
+        let max_body_bytes = match raw.max_body_bytes {
+            None => Some(DEFAULT_MAX_BODY_BYTES),
+            Some(0) => {
+                self.issue("server.max_body_bytes", "must be greater than 0");
+                None
+            }
+            Some(n) => usize::try_from(n).ok(),
+        };
+        Some(ServerConfig {
+            listen: listen?,
+            max_body_bytes: max_body_bytes?,
+        })
+    }
+
+    fn kafka(&mut self, raw: RawKafka) -> KafkaConfig {
+        if raw.brokers.trim().is_empty() {
+            self.issue("kafka.brokers", "must list at least one broker (host:port)");
+        }
+        if raw.spool_max_bytes == Some(0) {
+            self.issue("kafka.spool_max_bytes", "must be greater than 0");
+        }
+        let message_timeout = self.millis("kafka.message_timeout_ms", raw.message_timeout_ms);
+        KafkaConfig {
+            brokers: raw.brokers,
+            topic: raw
+                .topic
+                .unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
+            spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
+            spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
+            message_timeout: message_timeout.unwrap_or(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// serde quotes the offending value (`invalid type: string "sk-…"`); that value may be an interpolated
+/// secret, so it is cut from the message.
+fn redact_string_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(pos) = rest.find("string \"") {
+        out.push_str(&rest[..pos]);
+        out.push_str("a string");
+        let after = &rest[pos + "string \"".len()..];
+        rest = after.find('"').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,160 @@
+//! One upstream attempt: send to a candidate, and succeed only once the upstream's first byte is in hand —
+//! for a stream, its first chunk — so that anything failing before then can still go to the next candidate.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::HeaderMap;
+use tokio::time::Instant;
+use tollgate_schemas::Endpoint;
+
+use crate::error::GatewayError;
+use crate::provider::upstream_error;
+use crate::retry::retry_hint;
+use crate::routing::Candidate;
+
+/// Most bytes of an upstream error body read (the message is cut further when passed on).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The rest of an upstream stream after its first chunk.
+pub type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub enum Answer {
+    Plain(Bytes),
+    Stream { first: Bytes, rest: BodyStream },
+}
+
+pub struct Attempted {
+    pub answer: Answer,
+    pub headers: HeaderMap,
+}
+
+/// A failed attempt and the provider's hint of when its key may be used again.
+pub struct AttemptFailed {
+    pub error: GatewayError,
+    pub hint: Option<Duration>,
+}
+
+impl From<GatewayError> for AttemptFailed {
+    fn from(error: GatewayError) -> Self {
+        Self { error, hint: None }
+    }
+}
+
+/// Sends `body` to `candidate`, waiting at most `first_byte` (and never past `deadline`) for its first byte.
+pub async fn attempt(
+    candidate: &Candidate,
+    endpoint: Endpoint,
+    body: Bytes,
+    stream: bool,
+    first_byte: Duration,
+    deadline: Instant,
+) -> Result<Attempted, AttemptFailed> {
+    let provider = &candidate.deployment.provider;
+    let until = (Instant::now() + first_byte).min(deadline);
+    let limit = until.saturating_duration_since(Instant::now());
+    let timed_out = || GatewayError::UpstreamTimeout {
+        provider: provider.name.clone(),
+        timeout: limit,
+    };
+    let response =
+        match tokio::time::timeout_at(until, provider.post(endpoint, body, candidate.key).send())
+            .await
+        {
+            Err(_) => return Err(timed_out().into()),
+            Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+            Ok(Ok(r)) => r,
+        };
+    let status = response.status();
+    let headers = response.headers().clone();
+    if !status.is_success() {
+        let body = read_capped(response, until, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let error =
+            upstream_error::classify(&provider.name, provider.kind, status, &headers, &body);
+        return Err(AttemptFailed {
+            error,
+            hint: retry_hint(&headers),
+        });
+    }
+    if stream {
+        let mut rest: BodyStream = Box::pin(response.bytes_stream());
+        return match tokio::time::timeout_at(until, rest.next()).await {
+            Err(_) => Err(timed_out().into()),
+            Ok(None) => Err(GatewayError::UpstreamFailed {
+                provider: provider.name.clone(),
+                status: Some(200),
+                message: "the upstream ended the stream before sending anything".into(),
+            }
+            .into()),
+            Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
+            Ok(Some(Ok(first))) => Ok(Attempted {
+                answer: Answer::Stream { first, rest },
+                headers,
+            }),
+        };
+    }
+    match tokio::time::timeout_at(until, response.bytes()).await {
+        Err(_) => Err(timed_out().into()),
+        Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
+        Ok(Ok(body)) => Ok(Attempted {
+            answer: Answer::Plain(body),
+            headers,
+        }),
+    }
+}
+
+async fn read_capped(
+    mut response: reqwest::Response,
+    deadline: Instant,
+    cap: usize,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                out.extend_from_slice(&chunk[..chunk.len().min(cap - out.len())])
+            }
+            Ok(Ok(None)) => break,
+            _ => return if out.is_empty() { None } else { Some(out) },
+        }
+    }
+    Some(out)
+}
+
+/// Maps a transport failure; reqwest's message is kept without the URL.
+fn transport_error(provider: &str, e: &reqwest::Error, after: Duration) -> GatewayError {
+    let provider = provider.to_string();
+    if e.is_timeout() {
+        return GatewayError::UpstreamTimeout {
+            provider,
+            timeout: after,
+        };
+    }
+    let message = error_chain(e);
+    if e.is_connect() {
+        return GatewayError::UpstreamUnreachable { provider, message };
+    }
+    GatewayError::UpstreamFailed {
+        provider,
+        status: None,
+        message,
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut parts = Vec::new();
+    let mut source: Option<&dyn Error> = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    if parts.is_empty() {
+        parts.push("the upstream connection failed".into());
+    }
+    parts.join(": ")
+}

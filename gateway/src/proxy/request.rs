@@ -1,0 +1,157 @@
+//! Reading a client's request: checked once, kept as the client's bytes.
+
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tollgate_schemas::Endpoint;
+
+use crate::error::GatewayError;
+use crate::provider::request::{self, RequestFacts};
+use crate::routing::Deployment;
+
+/// The fields of a request the gateway reads. serde skips every other field without building it, so a large
+/// prompt is scanned once and never copied.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+}
+
+/// A client's request, read and checked; the body is kept as the client's bytes.
+pub struct ClientRequest {
+    pub raw: Bytes,
+    pub model: String,
+    pub stream: bool,
+    /// `stream_options.include_usage` as the client sent it.
+    pub include_usage: bool,
+    pub end_user: Option<String>,
+    pub has_max_completion_tokens: bool,
+}
+
+fn invalid(message: &str, param: &'static str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.into(),
+        param: Some(param),
+    }
+}
+
+impl ClientRequest {
+    pub fn read(
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+        limit: usize,
+    ) -> Result<Self, GatewayError> {
+        if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default();
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            if !mime.eq_ignore_ascii_case("application/json") {
+                return Err(GatewayError::UnsupportedContentType(
+                    ct.chars().take(100).collect(),
+                ));
+            }
+        }
+        let raw = body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                GatewayError::BodyTooLarge { limit }
+            } else {
+                GatewayError::InvalidRequest {
+                    message: format!("cannot read the request body: {rejection}"),
+                    param: None,
+                }
+            }
+        })?;
+        // serde would read a struct from an array too; the body must be an object.
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(GatewayError::MalformedJson(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        let peek: Peek<'_> =
+            serde_json::from_slice(&raw).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let model = match peek.model.map(|m| serde_json::from_str::<String>(m.get())) {
+            Some(Ok(m)) if !m.is_empty() => m,
+            _ => {
+                return Err(invalid(
+                    "you must provide a model parameter (a non-empty string)",
+                    "model",
+                ))
+            }
+        };
+        let stream = match peek
+            .stream
+            .map(|s| serde_json::from_str::<Option<bool>>(s.get()))
+        {
+            None | Some(Ok(None | Some(false))) => false,
+            Some(Ok(Some(true))) if endpoint == Endpoint::ChatCompletions => true,
+            Some(Ok(Some(true))) => return Err(invalid("embeddings cannot stream", "stream")),
+            Some(Err(_)) => return Err(invalid("`stream` must be a boolean", "stream")),
+        };
+        let include_usage = peek
+            .stream_options
+            .and_then(|o| serde_json::from_str::<Value>(o.get()).ok())
+            .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
+            .unwrap_or(false);
+        let end_user = peek
+            .user
+            .and_then(|u| serde_json::from_str::<String>(u.get()).ok())
+            .map(|u| u.chars().take(256).collect());
+        let has_max_completion_tokens = peek.max_completion_tokens.is_some();
+        Ok(Self {
+            raw,
+            model,
+            stream,
+            include_usage,
+            end_user,
+            has_max_completion_tokens,
+        })
+    }
+
+    /// The body for `deployment`: the client's own bytes when nothing needs to change (the common case),
+    /// else the body rewritten by the provider's request shaping.
+    pub fn upstream_body(
+        &self,
+        endpoint: Endpoint,
+        deployment: &Deployment,
+    ) -> Result<Bytes, GatewayError> {
+        let kind = deployment.provider.kind;
+        let facts = RequestFacts {
+            model: &self.model,
+            upstream_model: &deployment.upstream_model,
+            stream: self.stream,
+            include_usage: self.include_usage,
+            has_max_completion_tokens: self.has_max_completion_tokens,
+        };
+        let rewrite = match endpoint {
+            Endpoint::ChatCompletions => request::chat_needs_rewrite(kind, &facts),
+            Endpoint::Embeddings => facts.model != facts.upstream_model,
+        };
+        if !rewrite {
+            return Ok(self.raw.clone());
+        }
+        let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
+            .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                request::prepare_chat(kind, &mut body, &deployment.upstream_model, self.stream)
+            }
+            Endpoint::Embeddings => {
+                request::prepare_embeddings(&mut body, &deployment.upstream_model)
+            }
+        }
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
+    }
+}

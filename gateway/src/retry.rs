@@ -1,0 +1,218 @@
+//! Pacing retries — the only user of the `backoff` crate — and reading the provider's own retry hints.
+//!
+//! A retry always moves on (next key, then next tier), so the pause between attempts is short: exponential
+//! from 20 ms with ±50 % jitter, capped at 1 s, and never past the request's deadline. A provider's
+//! `retry-after` / `retry-after-ms` / rate-limit reset is applied to the key that sent it (as its cooldown),
+//! not slept on.
+
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use http::HeaderMap;
+
+/// Spacing between the attempts of one request.
+pub struct RetryPacer(ExponentialBackoff);
+
+impl RetryPacer {
+    pub const INITIAL: Duration = Duration::from_millis(20);
+    pub const MAX: Duration = Duration::from_secs(1);
+
+    #[must_use]
+    pub fn new() -> Self {
+        Self(ExponentialBackoff {
+            initial_interval: Self::INITIAL,
+            current_interval: Self::INITIAL,
+            randomization_factor: 0.5,
+            multiplier: 2.0,
+            max_interval: Self::MAX,
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        })
+    }
+
+    /// The pause before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        self.0.next_backoff().unwrap_or(Self::MAX)
+    }
+}
+
+impl Default for RetryPacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// When the provider says this key can be used again: `retry-after-ms`, then `retry-after` (seconds; an
+/// HTTP date is ignored), then the later of OpenAI's `x-ratelimit-reset-requests` / `-tokens`.
+#[must_use]
+pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    if let Some(secs) = text("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(secs));
+    }
+    let requests = text("x-ratelimit-reset-requests").and_then(parse_reset);
+    let tokens = text("x-ratelimit-reset-tokens").and_then(parse_reset);
+    requests.max(tokens)
+}
+
+/// `x-ratelimit-remaining-requests: 0` (or tokens) on an answer: the key is spent until its reset.
+#[must_use]
+pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let spent = |remaining: &str, reset: &str| {
+        (text(remaining).and_then(|v| v.parse::<u64>().ok()) == Some(0))
+            .then(|| text(reset).and_then(parse_reset))
+            .flatten()
+    };
+    spent(
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+    )
+    .max(spent(
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+    ))
+}
+
+/// OpenAI-style reset durations: `"1s"`, `"6m0s"`, `"12ms"`, `"1h2m3.5s"`, `"0.5s"`; a bare number is
+/// seconds.
+#[must_use]
+pub fn parse_reset(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0_f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn pauses_grow_with_jitter_and_stay_capped() {
+        let mut pacer = RetryPacer::new();
+        let first = pacer.next_delay();
+        assert!(
+            first >= Duration::from_millis(10) && first <= Duration::from_millis(30),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert!(pacer.next_delay() <= RetryPacer::MAX.mul_f64(1.5));
+        }
+    }
+
+    #[test]
+    fn reads_every_retry_hint_in_order_of_precision() {
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "3")])),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_hint(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            None
+        );
+        assert_eq!(
+            retry_hint(&headers(&[
+                ("x-ratelimit-reset-requests", "1s"),
+                ("x-ratelimit-reset-tokens", "6m0s")
+            ])),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(retry_hint(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn parses_openai_reset_durations() {
+        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_reset("12ms"), Some(Duration::from_millis(12)));
+        assert_eq!(
+            parse_reset("1h2m3.5s"),
+            Some(Duration::from_millis(3_723_500))
+        );
+        assert_eq!(parse_reset("0.5s"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_reset("20"), Some(Duration::from_secs(20)));
+        for bad in ["", "s", "5x", "-1s", "1s2"] {
+            assert_eq!(parse_reset(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_spent_key_is_rested_until_its_reset() {
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "12ms"),
+        ]);
+        assert_eq!(exhausted_until_reset(&h), Some(Duration::from_millis(12)));
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "5"),
+            ("x-ratelimit-reset-requests", "12ms"),
+        ]);
+        assert_eq!(exhausted_until_reset(&h), None);
+    }
+}
