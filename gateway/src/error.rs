@@ -68,6 +68,10 @@ pub enum GatewayError {
         status: Option<u16>,
         message: String,
     },
+    /// The upstream refused the gateway's own key (401): a deployment fault, not the client's, and not one a
+    /// retry fixes. The upstream's message is dropped — providers echo part of the key in it.
+    #[error("upstream {provider} rejected the gateway's credentials (401)")]
+    UpstreamAuthFailed { provider: String },
     #[error("upstream {provider} did not answer within {}ms", timeout.as_millis())]
     UpstreamTimeout { provider: String, timeout: Duration },
     #[error("cannot reach upstream {provider}: {message}")]
@@ -93,6 +97,7 @@ impl GatewayError {
             | Self::UnknownModel(_) => Origin::Client,
             Self::UpstreamRejected(_)
             | Self::UpstreamFailed { .. }
+            | Self::UpstreamAuthFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::StreamTruncated { .. }
@@ -127,6 +132,7 @@ impl GatewayError {
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::UpstreamRejected(e) => e.status,
             Self::UpstreamFailed { .. }
+            | Self::UpstreamAuthFailed { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::StreamTruncated { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -155,6 +161,7 @@ impl GatewayError {
                 _ => format!("upstream_{}", e.status.as_u16()),
             },
             Self::UpstreamFailed { .. } => "upstream_error".into(),
+            Self::UpstreamAuthFailed { .. } => "upstream_auth_failed".into(),
             Self::UpstreamTimeout { .. } => "upstream_timeout".into(),
             Self::UpstreamUnreachable { .. } => "upstream_unreachable".into(),
             Self::StreamTruncated { .. } => "stream_truncated".into(),
@@ -174,6 +181,7 @@ impl GatewayError {
                 .clone()
                 .unwrap_or_else(|| "upstream_error".into()),
             Self::UpstreamFailed { .. }
+            | Self::UpstreamAuthFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::StreamTruncated { .. } => "upstream_error".into(),

@@ -189,8 +189,8 @@ fn record_success(candidate: &Candidate, headers: &HeaderMap) {
     }
 }
 
-/// What a failure says about the key: retryable → it cools down; out of quota → it rests long; a client
-/// error → the key answered, so it is healthy.
+/// What a failure says about the key: retryable → it cools down; out of quota or refused (401) → it rests
+/// long, so later requests use the other keys; a client error → the key answered, so it is healthy.
 fn record_failure(candidate: &Candidate, error: &GatewayError, hint: Option<std::time::Duration>) {
     let health = candidate.health();
     match error {

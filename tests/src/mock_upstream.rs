@@ -85,6 +85,29 @@ impl RecordedRequest {
 #[derive(Clone, Default)]
 struct MockState {
     recorded: Arc<Mutex<Vec<RecordedRequest>>>,
+    /// Requests seen per `only_key` target, for `every=N`.
+    targeted: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+impl MockState {
+    /// Whether this request gets the script's faults (`only_key` / `every`).
+    fn faults_apply(&self, d: &Directives, headers: &HeaderMap) -> bool {
+        let Some(key) = &d.only_key else { return true };
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if bearer != Some(key.as_str()) {
+            return false;
+        }
+        let Some(every) = d.every else { return true };
+        let Ok(mut seen) = self.targeted.lock() else {
+            return true;
+        };
+        let n = seen.entry(key.clone()).or_insert(0);
+        *n += 1;
+        (*n - 1) % every == 0
+    }
 }
 
 /// A running mock upstream on 127.0.0.1.
@@ -235,7 +258,10 @@ async fn answer(
         json.clone(),
         body,
     );
-    let directives = Directives::of(&json);
+    let mut directives = Directives::of(&json);
+    if !state.faults_apply(&directives, headers) {
+        directives = directives.without_faults();
+    }
     match api {
         Api::Chat => reply::chat(dialect, &json, directives).await,
         Api::Embeddings => reply::embeddings(&json, directives).await,

@@ -38,12 +38,8 @@ pub fn classify(
     };
 
     if status == StatusCode::UNAUTHORIZED {
-        // The upstream refused *our* credentials: a deployment fault, not the client's. Its message is not
-        // passed on because providers echo part of the key in it.
-        return GatewayError::UpstreamFailed {
+        return GatewayError::UpstreamAuthFailed {
             provider: provider.into(),
-            status: Some(401),
-            message: "the upstream rejected the gateway's credentials (401)".into(),
         };
     }
     if status.is_server_error() {

@@ -18,6 +18,8 @@ use serde_json::Value;
 /// | `error_after=N` | send an in-stream `{"error":…}` event after `N` chunks, then `[DONE]` |
 /// | `prompt_tokens=N`, `completion_tokens=N`, `cached_tokens=N`, `reasoning_tokens=N` | reported usage |
 /// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim |
+/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` |
+/// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
     pub status: Option<u16>,
@@ -36,6 +38,8 @@ pub struct Directives {
     pub cached_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     pub fixture: Option<String>,
+    pub only_key: Option<String>,
+    pub every: Option<u64>,
 }
 
 impl Directives {
@@ -90,8 +94,27 @@ impl Directives {
                 "cached_tokens" => self.cached_tokens = num,
                 "reasoning_tokens" => self.reasoning_tokens = num,
                 "fixture" => self.fixture = Some(v.into()),
+                "only_key" => self.only_key = Some(v.into()),
+                "every" => self.every = num.filter(|n| *n > 0),
                 _ => {}
             }
+        }
+    }
+}
+
+impl Directives {
+    /// The same script with every fault removed: what a request the faults do not target gets.
+    #[must_use]
+    pub fn without_faults(self) -> Self {
+        Self {
+            status: None,
+            latency: None,
+            cut_after: None,
+            reset_after: None,
+            error_after: None,
+            only_key: None,
+            every: None,
+            ..self
         }
     }
 }

@@ -131,9 +131,10 @@ impl Harness {
         let mock = MockUpstream::start().await.expect("mock upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("usage.db");
+        let extra = extra.replace("{mock_openai}", &mock.base_url(Dialect::OpenAi));
         let text = format!(
             "{}\n",
-            base_config(&mock, extra).replace(
+            base_config(&mock, &extra).replace(
                 "[server]",
                 &format!(
                     "[store]\npath = {:?}\n\n[server]",
