@@ -129,6 +129,7 @@ mod tests {
             hash: KeyHash::of(raw),
             models: AllowedModels::All,
             require_tags: Default::default(),
+            limits: Default::default(),
         }])
     }
 

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::rate_limit::Limits;
 pub use interpolate::{interpolate, Env, ProcessEnv};
 pub use secret::Secret;
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
+    /// `[teams.<name>]`: limits shared by every key of a team.
+    pub teams: BTreeMap<String, Limits>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ pub struct ProviderConfig {
     /// Labels for routing constraints (`region = "cn"`, `residency = "eu"`, `on_prem = "true"`), inherited by
     /// every deployment on this provider.
     pub tags: Tags,
+    /// Limits of each API key of this provider.
+    pub key_limits: Limits,
 }
 
 /// Routing labels: name → value.
@@ -127,6 +132,7 @@ pub struct ModelConfig {
     pub total_timeout: Duration,
     /// Overrides the providers' first-byte timeout for this model.
     pub first_byte_timeout: Option<Duration>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +173,7 @@ pub struct KeyConfig {
     pub models: AllowedModels,
     /// Deployments this key may be routed to must carry every one of these tags (data residency, region).
     pub require_tags: Tags,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,8 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("the model {0:?} does not exist")]
     UnknownModel(String),
+    #[error("{0}")]
+    RateLimited(Box<crate::rate_limit::RateLimited>),
     #[error("no deployment of model {model:?} satisfies this key's constraints ({constraint})")]
     NoEligibleDeployment { model: String, constraint: String },
     #[error("every deployment of model {model:?} is cooling down after failures; retry in {}s", retry_after.as_secs().max(1))]
@@ -94,6 +96,7 @@ impl GatewayError {
             | Self::InvalidApiKey
             | Self::ModelNotAllowed(_)
             | Self::NoEligibleDeployment { .. }
+            | Self::RateLimited(_)
             | Self::UnknownModel(_) => Origin::Client,
             Self::UpstreamRejected(_)
             | Self::UpstreamFailed { .. }
@@ -129,6 +132,7 @@ impl GatewayError {
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => StatusCode::FORBIDDEN,
             Self::AllCoolingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::UpstreamRejected(e) => e.status,
             Self::UpstreamFailed { .. }
@@ -153,6 +157,7 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => "model_not_allowed".into(),
             Self::UnknownModel(_) => "model_not_found".into(),
             Self::NoEligibleDeployment { .. } => "no_eligible_deployment".into(),
+            Self::RateLimited(_) => "rate_limit_exceeded".into(),
             Self::AllCoolingDown { .. } => "all_deployments_cooling_down".into(),
             Self::UpstreamRejected(e) if e.quota_exhausted => "upstream_quota_exhausted".into(),
             Self::UpstreamRejected(e) => match &e.code {
@@ -176,6 +181,7 @@ impl GatewayError {
                 "permission_error".into()
             }
             Self::AllCoolingDown { .. } => "upstream_error".into(),
+            Self::RateLimited(_) => "rate_limit_error".into(),
             Self::UpstreamRejected(e) => e
                 .error_type
                 .clone()
@@ -230,12 +236,24 @@ impl IntoResponse for GatewayError {
                 headers.insert(http::header::RETRY_AFTER, retry_after.clone());
             }
         }
-        if let Self::AllCoolingDown { retry_after, .. } = &self {
+        let retry_after = match &self {
+            Self::AllCoolingDown { retry_after, .. } => Some(*retry_after),
+            Self::RateLimited(r) => {
+                for (name, value) in &r.headers {
+                    if let Ok(v) = HeaderValue::from_str(value) {
+                        headers.insert(*name, v);
+                    }
+                }
+                Some(r.retry_after)
+            }
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         // The OpenAI SDKs honour `x-should-retry`; tell them when a retry is pointless.
-        if matches!(self.origin(), Origin::Client)
+        if (matches!(self.origin(), Origin::Client) && !matches!(self, Self::RateLimited(_)))
             || matches!(&self, Self::UpstreamRejected(e) if e.quota_exhausted)
         {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));

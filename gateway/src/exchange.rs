@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::{GatewayError, Origin};
 use crate::events::EventSink;
+use crate::rate_limit::Admission;
 use crate::routing::Deployment;
 
 pub struct Exchange {
@@ -35,6 +36,10 @@ pub struct Exchange {
     pub request_bytes: usize,
     /// Set by the HTTP side when the client hung up before its answer was ready.
     client_gone: Arc<AtomicBool>,
+    /// The rate-limit admission, settled with the real token count when the exchange ends.
+    admission: Option<Admission>,
+    /// `x-ratelimit-*` headers for the client's response.
+    rate_limit_headers: Vec<(&'static str, String)>,
     finished: bool,
 }
 
@@ -89,6 +94,8 @@ impl Exchange {
             ttft: None,
             request_bytes: 0,
             client_gone,
+            admission: None,
+            rate_limit_headers: Vec::new(),
             finished: false,
         }
     }
@@ -99,8 +106,34 @@ impl Exchange {
     }
 
     #[must_use]
+    pub fn principal_arc(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
+    #[must_use]
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Holds the request's rate-limit admission until the exchange ends.
+    pub fn admitted(&mut self, admission: Admission) {
+        self.rate_limit_headers = admission.headers();
+        self.admission = Some(admission);
+    }
+
+    /// Adds `x-request-id` (the usage event's id) and the rate-limit headers to a response.
+    #[must_use]
+    pub fn decorate(&self, mut response: axum::response::Response) -> axum::response::Response {
+        let headers = response.headers_mut();
+        if let Ok(v) = http::HeaderValue::from_str(&self.event_id.to_string()) {
+            headers.insert("x-request-id", v);
+        }
+        for (name, value) in &self.rate_limit_headers {
+            if let Ok(v) = http::HeaderValue::from_str(value) {
+                headers.entry(*name).or_insert(v);
+            }
+        }
+        response
     }
 
     /// Marks the first upstream byte (only the first call counts).
@@ -129,6 +162,10 @@ impl Exchange {
         if ending.outcome == Outcome::Success && self.client_gone.load(Ordering::Relaxed) {
             ending.outcome = Outcome::ClientDisconnected;
             ending.error_code = Some("client_disconnected".into());
+        }
+        if let Some(admission) = self.admission.take() {
+            let used = ending.usage.total_tokens();
+            admission.settle(u32::try_from(used).unwrap_or(u32::MAX));
         }
         let elapsed = self.started.elapsed();
         let (provider, provider_kind, deployment, upstream_model) = match &self.deployment {
@@ -178,22 +215,11 @@ impl Exchange {
             tracing::warn!(target: "tollgate::proxy", request_id = %self.event_id, model = %self.model,
                 code = %error.code(), error = %error, "request failed");
         }
-        let request_id = self.event_id;
-        self.finish(Ending::failed(&error));
-        with_request_id(error.into_response(), request_id)
+        let ending = Ending::failed(&error);
+        let response = self.decorate(error.into_response());
+        self.finish(ending);
+        response
     }
-}
-
-/// Adds `x-request-id` (the usage event's id) so a client can quote it.
-#[must_use]
-pub fn with_request_id(
-    mut response: axum::response::Response,
-    id: Uuid,
-) -> axum::response::Response {
-    if let Ok(v) = http::HeaderValue::from_str(&id.to_string()) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    response
 }
 
 impl Drop for Exchange {

@@ -13,7 +13,9 @@
 //! - [`proxy`] — the orchestrator: read → route → call → relay → meter. [`relay`] streams SSE through,
 //!   decoding with [`sse`].
 //! - [`exchange`] — one request's accounting, ending in exactly one usage event.
-//! - [`routing`] — public model → deployments (round-robin).
+//! - [`routing`] — public model → ordered candidates (tiers, strategies, tags); key health and cooldown.
+//! - [`retry`] — pacing between attempts (the `backoff` crate) and providers' retry hints.
+//! - [`rate_limit`] — RPM / TPM / in-flight limits per key, team, model and upstream key (`governor`).
 //! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
 //!   disk [`events::spool`]).
@@ -28,6 +30,7 @@ pub mod events;
 pub mod exchange;
 pub mod provider;
 pub mod proxy;
+pub mod rate_limit;
 pub mod relay;
 pub mod retry;
 pub mod routes;

@@ -16,6 +16,7 @@ pub use kind::ProviderKind;
 
 use crate::config::{ProviderConfig, Timeouts};
 use crate::error::GatewayError;
+use crate::rate_limit::UpstreamKeyLimiter;
 
 /// One configured upstream account set: a kind, a base URL and one or more API keys.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct Provider {
     /// `Authorization` value per key slot, marked sensitive so it never prints; one `None` slot for servers
     /// that need no key.
     keys: Vec<Option<HeaderValue>>,
+    /// The provider's own quota per key, when configured (same indexes as `keys`).
+    key_limits: Vec<Option<UpstreamKeyLimiter>>,
     pub timeouts: Timeouts,
     client: reqwest::Client,
 }
@@ -71,6 +74,12 @@ impl Provider {
             kind: config.kind,
             chat_url: url("/chat/completions")?,
             embeddings_url: url("/embeddings")?,
+            key_limits: (0..auth.len().max(1))
+                .map(|_| {
+                    let l = config.key_limits;
+                    (l.rpm.is_some() || l.tpm.is_some()).then(|| UpstreamKeyLimiter::new(l))
+                })
+                .collect(),
             keys: if auth.is_empty() {
                 vec![None]
             } else {
@@ -85,6 +94,22 @@ impl Provider {
     #[must_use]
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Takes one request of about `estimated_tokens` from key slot `key`'s quota, or says how long until it
+    /// has room.
+    ///
+    /// # Errors
+    /// The wait, when the key's configured quota is spent.
+    pub fn try_acquire(
+        &self,
+        key: usize,
+        estimated_tokens: u32,
+    ) -> Result<(), std::time::Duration> {
+        match self.key_limits.get(key) {
+            Some(Some(limiter)) => limiter.try_acquire(estimated_tokens),
+            _ => Ok(()),
+        }
     }
 
     /// A POST to `endpoint`, signed with key slot `key`.

@@ -31,8 +31,9 @@ use tollgate_schemas::{Endpoint, Outcome, UsageSource};
 
 use crate::auth::Principal;
 use crate::error::GatewayError;
-use crate::exchange::{with_request_id, Ending, Exchange};
+use crate::exchange::{Ending, Exchange};
 use crate::provider::usage;
+use crate::rate_limit::estimate_prompt_tokens;
 use crate::relay;
 use crate::retry::{exhausted_until_reset, RetryPacer};
 use crate::routing::health::{Availability, QUOTA_COOLDOWN};
@@ -41,6 +42,9 @@ use crate::state::AppState;
 pub use attempt::BodyStream;
 use attempt::{attempt, Answer, AttemptFailed, Attempted};
 use request::ClientRequest;
+
+/// Output tokens assumed for rate limiting when a request sets no cap.
+const DEFAULT_OUTPUT_ESTIMATE: u32 = 1024;
 
 /// Set when the client's side of the exchange goes away before the answer is ready.
 struct ClientWatch {
@@ -112,6 +116,18 @@ async fn serve(
         Ok(p) => p,
         Err(e) => return ex.refuse(e),
     };
+    // Rate limits: charged with the worst case this request can cost (prompt estimate + its output cap, or a
+    // default cap when it sets none), corrected with the real count when the exchange ends.
+    let estimate = estimate_prompt_tokens(request.raw.len())
+        .saturating_add(request.max_output_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE));
+    let principal = Arc::clone(ex.principal_arc());
+    match state
+        .limits
+        .admit(&principal.key_id, &principal.team, &request.model, estimate)
+    {
+        Ok(admission) => ex.admitted(admission),
+        Err(refused) => return ex.refuse(GatewayError::RateLimited(Box::new(refused))),
+    }
     let group = &plan.group;
     let deadline = Instant::now() + group.total_timeout;
     let mut pacer = RetryPacer::new();
@@ -122,6 +138,17 @@ async fn serve(
             break;
         }
         if let Availability::Cooling(until) = candidate.health().availability(Instant::now()) {
+            earliest_ready = Some(earliest_ready.map_or(until, |e| e.min(until)));
+            continue;
+        }
+        // The provider's own per-key quota, when configured: a spent key waits like a cooling one.
+        if let Err(wait) = candidate
+            .deployment
+            .provider
+            .try_acquire(candidate.key, estimate)
+        {
+            candidate.health().release_probe();
+            let until = Instant::now() + wait;
             earliest_ready = Some(earliest_ready.map_or(until, |e| e.min(until)));
             continue;
         }
@@ -247,7 +274,13 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
         Some(u) if u.contains_key("cached_tokens") => normalize_usage(&body, u).unwrap_or(body),
         _ => body,
     };
-    let id = ex.event_id;
+    let response = ex.decorate(
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap_or_default(),
+    );
     ex.finish(Ending {
         outcome: Outcome::Success,
         http_status: 200,
@@ -255,12 +288,7 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
         usage: vector,
         usage_source: source,
     });
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .unwrap_or_default();
-    with_request_id(response, id)
+    response
 }
 
 fn normalize_usage(body: &[u8], u: &Map<String, Value>) -> Option<Bytes> {

@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tollgate_schemas::{Outcome, UsageSource, UsageVector};
 
 use crate::error::GatewayError;
-use crate::exchange::{with_request_id, Ending, Exchange};
+use crate::exchange::{Ending, Exchange};
 use crate::provider::usage;
 use crate::proxy::BodyStream;
 use crate::sse::SseDecoder;
@@ -42,7 +42,16 @@ pub fn start(
     idle: Duration,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let id = ex.event_id;
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let response = ex.decorate(
+        Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, "text/event-stream")
+            .header(http::header::CACHE_CONTROL, "no-cache")
+            .header("x-accel-buffering", "no")
+            .body(body)
+            .unwrap_or_default(),
+    );
     let relay = StreamRelay {
         ex,
         tx: Some(tx),
@@ -55,15 +64,7 @@ pub fn start(
         client_gone: false,
     };
     tokio::spawn(relay.run(first, rest));
-    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
-    let response = Response::builder()
-        .status(200)
-        .header(http::header::CONTENT_TYPE, "text/event-stream")
-        .header(http::header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(body)
-        .unwrap_or_default();
-    with_request_id(response, id)
+    response
 }
 
 /// How the upstream side ended.

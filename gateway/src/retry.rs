@@ -11,6 +11,8 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use http::HeaderMap;
 
+use crate::rate_limit::parse_reset;
+
 /// Spacing between the attempts of one request.
 pub struct RetryPacer(ExponentialBackoff);
 
@@ -94,46 +96,6 @@ pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
     ))
 }
 
-/// OpenAI-style reset durations: `"1s"`, `"6m0s"`, `"12ms"`, `"1h2m3.5s"`, `"0.5s"`; a bare number is
-/// seconds.
-#[must_use]
-pub fn parse_reset(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = text.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    let mut total = 0.0_f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            "ns" => 0.000_000_001,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,22 +146,6 @@ mod tests {
             Some(Duration::from_secs(360))
         );
         assert_eq!(retry_hint(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn parses_openai_reset_durations() {
-        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_reset("12ms"), Some(Duration::from_millis(12)));
-        assert_eq!(
-            parse_reset("1h2m3.5s"),
-            Some(Duration::from_millis(3_723_500))
-        );
-        assert_eq!(parse_reset("0.5s"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_reset("20"), Some(Duration::from_secs(20)));
-        for bad in ["", "s", "5x", "-1s", "1s2"] {
-            assert_eq!(parse_reset(bad), None, "{bad}");
-        }
     }
 
     #[test]

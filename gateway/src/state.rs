@@ -4,12 +4,14 @@ use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::events::EventSink;
+use crate::rate_limit::RateLimiter;
 use crate::routing::ModelRouter;
 
 pub struct AppState {
     pub keys: KeyStore,
     pub router: ModelRouter,
     pub sink: EventSink,
+    pub limits: RateLimiter,
     pub max_body_bytes: usize,
 }
 
@@ -21,6 +23,19 @@ impl AppState {
             keys: KeyStore::new(&config.keys),
             router: ModelRouter::try_new(config)?,
             sink,
+            limits: RateLimiter::new(
+                config
+                    .keys
+                    .iter()
+                    .map(|k| (k.name.clone(), k.limits))
+                    .collect(),
+                config.teams.clone().into_iter().collect(),
+                config
+                    .models
+                    .iter()
+                    .map(|m| (m.name.clone(), m.limits))
+                    .collect(),
+            ),
             max_body_bytes: config.server.max_body_bytes,
         })
     }

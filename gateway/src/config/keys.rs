@@ -66,6 +66,7 @@ impl Validator<'_> {
             hash: hash?,
             models: allowed?,
             require_tags: raw.require_tags.unwrap_or_default(),
+            limits: self.limits(&format!("{path}.limits"), raw.limits),
         })
     }
 }

@@ -84,6 +84,7 @@ impl Validator<'_> {
             n => Some(n.unwrap_or(DEFAULT_MAX_ATTEMPTS)),
         };
         let total_timeout = self.millis(&format!("{path}.total_timeout_ms"), raw.total_timeout_ms);
+        let limits = self.limits(&format!("{path}.limits"), raw.limits);
         let first_byte_timeout = self.millis(
             &format!("{path}.first_byte_timeout_ms"),
             raw.first_byte_timeout_ms,
@@ -98,6 +99,7 @@ impl Validator<'_> {
             max_attempts: max_attempts?,
             total_timeout: total_timeout.unwrap_or(DEFAULT_TOTAL_TIMEOUT),
             first_byte_timeout,
+            limits,
         })
     }
 

@@ -82,6 +82,7 @@ impl Validator<'_> {
                 .collect(),
             timeouts,
             tags: raw.tags.unwrap_or_default(),
+            key_limits: self.limits(&format!("{path}.key_limits"), raw.key_limits),
         })
     }
 }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use crate::rate_limit::Limits;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
@@ -28,6 +30,8 @@ pub struct RawProvider {
     pub first_byte_timeout_ms: Option<u64>,
     pub stream_idle_timeout_ms: Option<u64>,
     pub tags: Option<BTreeMap<String, String>>,
+    /// Limits of each of this provider's API keys (the provider's own quota).
+    pub key_limits: Option<Limits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +43,7 @@ pub struct RawModel {
     pub max_attempts: Option<u32>,
     pub total_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
+    pub limits: Option<Limits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +73,7 @@ pub struct RawKey {
     pub key_env: Option<String>,
     pub models: Option<Vec<String>>,
     pub require_tags: Option<BTreeMap<String, String>>,
+    pub limits: Option<Limits>,
 }
 
 #[derive(Debug, Deserialize)]

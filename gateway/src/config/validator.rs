@@ -7,11 +7,19 @@ use std::time::Duration;
 
 use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore};
 use super::{
-    Config, ConfigIssue, Env, KafkaConfig, KeyConfig, ModelConfig, ProviderConfig, ServerConfig,
-    StoreConfig, DEFAULT_MAX_BODY_BYTES,
+    Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
+    ServerConfig, StoreConfig, DEFAULT_MAX_BODY_BYTES,
 };
 
-const SECTIONS: [&str; 6] = ["server", "store", "kafka", "providers", "models", "keys"];
+const SECTIONS: [&str; 7] = [
+    "server",
+    "store",
+    "kafka",
+    "providers",
+    "models",
+    "keys",
+    "teams",
+];
 
 pub(super) struct Validator<'a> {
     pub(super) env: &'a dyn Env,
@@ -53,6 +61,24 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// Rate limits, when given: every given limit must be at least 1 (0 would refuse everything).
+    pub(super) fn limits(&mut self, path: &str, raw: Option<Limits>) -> Limits {
+        let limits = raw.unwrap_or_default();
+        for (name, value) in [
+            ("rpm", limits.rpm),
+            ("tpm", limits.tpm),
+            ("max_in_flight", limits.max_in_flight),
+        ] {
+            if value == Some(0) {
+                self.issue(
+                    &format!("{path}.{name}"),
+                    "must be at least 1 (leave it out for no limit)",
+                );
+            }
+        }
+        limits
+    }
+
     fn tables(&mut self, path: &str, value: Option<toml::Value>) -> BTreeMap<String, toml::Value> {
         match value {
             None => BTreeMap::new(),
@@ -90,6 +116,7 @@ impl<'a> Validator<'a> {
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
+        let raw_teams = self.tables("teams", root.remove("teams"));
 
         let server = self.server(server.unwrap_or_default());
         let store = StoreConfig {
@@ -129,7 +156,16 @@ impl<'a> Validator<'a> {
                 Some(key)
             })
             .collect();
+        let teams = raw_teams
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let path = format!("teams.{name}");
+                let limits = self.section::<Limits>(&path, v)?;
+                Some((name, self.limits(&path, Some(limits))))
+            })
+            .collect();
         Some(Config {
+            teams,
             server: server?,
             store,
             kafka,

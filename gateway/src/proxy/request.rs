@@ -26,6 +26,8 @@ struct Peek<'a> {
     user: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
 }
 
 /// A client's request, read and checked; the body is kept as the client's bytes.
@@ -37,6 +39,8 @@ pub struct ClientRequest {
     pub include_usage: bool,
     pub end_user: Option<String>,
     pub has_max_completion_tokens: bool,
+    /// The output cap the client asked for (`max_completion_tokens`, else `max_tokens`).
+    pub max_output_tokens: Option<u32>,
 }
 
 fn invalid(message: &str, param: &'static str) -> GatewayError {
@@ -108,6 +112,10 @@ impl ClientRequest {
             .and_then(|u| serde_json::from_str::<String>(u.get()).ok())
             .map(|u| u.chars().take(256).collect());
         let has_max_completion_tokens = peek.max_completion_tokens.is_some();
+        let max_output_tokens = peek
+            .max_completion_tokens
+            .or(peek.max_tokens)
+            .and_then(|v| serde_json::from_str::<u32>(v.get()).ok());
         Ok(Self {
             raw,
             model,
@@ -115,6 +123,7 @@ impl ClientRequest {
             include_usage,
             end_user,
             has_max_completion_tokens,
+            max_output_tokens,
         })
     }
 
