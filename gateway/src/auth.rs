@@ -2,14 +2,14 @@
 //!
 //! Keys are kept only as SHA-256 digests; the raw key exists in memory only while a request is checked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use http::HeaderMap;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
-use crate::config::{AllowedModels, KeyConfig};
+use crate::config::{AllowedModels, KeyConfig, TenantConfig};
 use crate::error::GatewayError;
 
 /// Prefix of keys made by `tollgate keys new`, so leaked keys are recognisable by secret scanners.
@@ -74,17 +74,27 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
+    /// Keys by hash; each principal carries its tenant's routing constraints on top of its own.
     #[must_use]
-    pub fn new(keys: &[KeyConfig]) -> Self {
+    pub fn new(keys: &[KeyConfig], tenants: &BTreeMap<String, TenantConfig>) -> Self {
         let by_hash = keys
             .iter()
             .map(|k| {
+                let mut require_tags = tenants
+                    .get(&k.tenant)
+                    .map(|t| t.require_tags.clone())
+                    .unwrap_or_default();
+                for (name, value) in &k.require_tags {
+                    require_tags
+                        .entry(name.clone())
+                        .or_insert_with(|| value.clone());
+                }
                 let principal = Principal {
                     key_id: k.name.clone(),
                     tenant: k.tenant.clone(),
                     team: k.team.clone(),
                     models: k.models.clone(),
-                    require_tags: k.require_tags.clone(),
+                    require_tags,
                 };
                 (k.hash, Arc::new(principal))
             })
@@ -122,15 +132,18 @@ mod tests {
     use super::*;
 
     fn store_with(raw: &str) -> KeyStore {
-        KeyStore::new(&[KeyConfig {
-            name: "ci".into(),
-            tenant: "acme".into(),
-            team: "search".into(),
-            hash: KeyHash::of(raw),
-            models: AllowedModels::All,
-            require_tags: Default::default(),
-            limits: Default::default(),
-        }])
+        KeyStore::new(
+            &[KeyConfig {
+                name: "ci".into(),
+                tenant: "acme".into(),
+                team: "search".into(),
+                hash: KeyHash::of(raw),
+                models: AllowedModels::All,
+                require_tags: Default::default(),
+                limits: Default::default(),
+            }],
+            &BTreeMap::new(),
+        )
     }
 
     fn headers(name: &'static str, value: &str) -> HeaderMap {

@@ -41,6 +41,15 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// `[teams.<name>]`: limits shared by every key of a team.
     pub teams: BTreeMap<String, Limits>,
+    /// `[tenants.<name>]`: constraints on every key of a tenant.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// What applies to every key of a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct TenantConfig {
+    /// Tags every deployment the tenant's keys are routed to must carry; a key cannot loosen them.
+    pub require_tags: Tags,
 }
 
 #[derive(Debug, Clone)]

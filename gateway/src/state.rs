@@ -20,7 +20,7 @@ impl AppState {
     /// When a provider's HTTP client cannot be built.
     pub fn try_new(config: &Config, sink: EventSink) -> Result<Self, GatewayError> {
         Ok(Self {
-            keys: KeyStore::new(&config.keys),
+            keys: KeyStore::new(&config.keys, &config.tenants),
             router: ModelRouter::try_new(config)?,
             sink,
             limits: RateLimiter::new(

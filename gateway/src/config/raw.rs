@@ -8,6 +8,12 @@ pub use crate::rate_limit::Limits;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub require_tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore};
+use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant};
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
-    ServerConfig, StoreConfig, DEFAULT_MAX_BODY_BYTES,
+    ServerConfig, StoreConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "store",
     "kafka",
@@ -19,6 +19,7 @@ const SECTIONS: [&str; 7] = [
     "models",
     "keys",
     "teams",
+    "tenants",
 ];
 
 pub(super) struct Validator<'a> {
@@ -117,6 +118,7 @@ impl<'a> Validator<'a> {
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
         let raw_teams = self.tables("teams", root.remove("teams"));
+        let raw_tenants = self.tables("tenants", root.remove("tenants"));
 
         let server = self.server(server.unwrap_or_default());
         let store = StoreConfig {
@@ -164,8 +166,21 @@ impl<'a> Validator<'a> {
                 Some((name, self.limits(&path, Some(limits))))
             })
             .collect();
+        let tenants = raw_tenants
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let raw = self.section::<RawTenant>(&format!("tenants.{name}"), v)?;
+                Some((
+                    name,
+                    TenantConfig {
+                        require_tags: raw.require_tags.unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect();
         Some(Config {
             teams,
+            tenants,
             server: server?,
             store,
             kafka,

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tollgate_gateway::config::KafkaConfig;
 use tollgate_schemas::usage::USAGE_SCHEMA_VERSION;
@@ -321,6 +322,7 @@ fn topic_count(brokers: &str, topic: &str) -> anyhow::Result<(i64, usize)> {
 async fn cleanup(brokers: &str, topics: &[String], groups: &[String]) -> anyhow::Result<bool> {
     let admin = admin(brokers)?;
     let mut deleted = Vec::new();
+    let mut absent = Vec::new();
     let mut failed = Vec::new();
     if !groups.is_empty() {
         let names: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -329,6 +331,9 @@ async fn cleanup(brokers: &str, topics: &[String], groups: &[String]) -> anyhow:
                 for r in results {
                     match r {
                         Ok(g) => deleted.push(format!("group:{g}")),
+                        Err((g, RDKafkaErrorCode::GroupIdNotFound)) => {
+                            absent.push(format!("group:{g}"))
+                        }
                         Err((g, code)) => failed.push(format!("group:{g}({code})")),
                     }
                 }
@@ -344,6 +349,9 @@ async fn cleanup(brokers: &str, topics: &[String], groups: &[String]) -> anyhow:
                 for r in results {
                     match r {
                         Ok(t) => deleted.push(format!("topic:{t}")),
+                        Err((t, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                            absent.push(format!("topic:{t}"))
+                        }
                         Err((t, code)) => failed.push(format!("topic:{t}({code})")),
                     }
                 }
@@ -351,20 +359,20 @@ async fn cleanup(brokers: &str, topics: &[String], groups: &[String]) -> anyhow:
             Err(e) => failed.push(format!("topics({e})")),
         }
     }
-    println!(
-        "deleted={} not_deleted={}",
-        if deleted.is_empty() {
-            "-".into()
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
         } else {
-            deleted.join(",")
-        },
-        if failed.is_empty() {
-            "-".into()
-        } else {
-            failed.join(",")
+            v.join(",")
         }
+    };
+    println!(
+        "deleted={} absent={} not_deleted={}",
+        list(&deleted),
+        list(&absent),
+        list(&failed)
     );
-    Ok(true)
+    Ok(failed.is_empty())
 }
 
 /// A realistic event: the shape the gateway emits for a successful non-streaming chat completion.

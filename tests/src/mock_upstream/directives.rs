@@ -14,7 +14,7 @@ use serde_json::Value;
 /// | `chunks=N` | content chunks in a stream (default 4); also the completion tokens |
 /// | `chunk_delay_ms=N` | wait between stream chunks |
 /// | `cut_after=N` | end the stream cleanly after `N` content chunks, with no usage and no `[DONE]` |
-/// | `reset_after=N` | abort the connection after `N` chunks (`reset_after=0` on a plain request: mid-body) |
+/// | `reset_after=N` | abort the connection after `N` chunks (`0`: a stream before its first byte; a plain answer mid-body) |
 /// | `error_after=N` | send an in-stream `{"error":…}` event after `N` chunks, then `[DONE]` |
 /// | `prompt_tokens=N`, `completion_tokens=N`, `cached_tokens=N`, `reasoning_tokens=N` | reported usage |
 /// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim |

@@ -236,6 +236,11 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
         c
     };
     let tool = first_tool(req);
+    if d.reset_after == Some(0) {
+        // Torn down before the first byte: a stream a gateway can still fail over.
+        let _ = tx.send(Err(std::io::Error::other("mock reset"))).await;
+        return Ok(());
+    }
     send(tx, sse(&with_usage(envelope(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}])), 0))).await?;
     for i in 0..chunks {
         if d.cut_after == Some(i) {
