@@ -116,6 +116,14 @@ fn by_model(h: &Harness) -> HashMap<String, usize> {
     counts
 }
 
+/// One request that must succeed.
+async fn ok(h: &Harness, model: &str, content: &str) {
+    let r = h
+        .chat(&json!({"model": model, "messages": user(content)}))
+        .await;
+    assert_eq!(r.status(), 200, "{model}: {content}");
+}
+
 async fn chat_as(h: &Harness, key: &str, body: &Value) -> reqwest::Response {
     h.client
         .post(h.url("/v1/chat/completions"))
@@ -233,12 +241,7 @@ async fn retry_after_keeps_a_key_out_until_then_and_a_probe_brings_it_back() {
     }
     let started = Instant::now();
     for _ in 0..12 {
-        assert_eq!(
-            h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "gpt-4o-mini", "hi").await;
     }
     assert!(
         started.elapsed() < Duration::from_millis(1500),
@@ -251,12 +254,7 @@ async fn retry_after_keeps_a_key_out_until_then_and_a_probe_brings_it_back() {
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..6 {
-        assert_eq!(
-            h.chat(&json!({"model": "gpt-4o-mini", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "gpt-4o-mini", "hi").await;
     }
     assert!(
         by_key(&h)["sk-upstream-a"] >= 2,
@@ -293,12 +291,7 @@ async fn when_everything_is_cooling_it_fails_fast_with_503_and_retry_after_then_
         200,
         "the probe succeeded"
     );
-    assert_eq!(
-        h.chat(&json!({"model": "solo", "messages": user("hi")}))
-            .await
-            .status(),
-        200
-    );
+    ok(&h, "solo", "hi").await;
 }
 
 #[tokio::test]
@@ -355,12 +348,7 @@ async fn a_residency_restricted_key_never_leaves_its_tag_even_on_failover() {
 async fn weighted_strategy_splits_by_weight() {
     let h = routed().await;
     for _ in 0..400 {
-        assert_eq!(
-            h.chat(&json!({"model": "weighted", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "weighted", "hi").await;
     }
     let counts = by_model(&h);
     assert_eq!((counts["heavy"], counts["light"]), (300, 100));
@@ -371,30 +359,15 @@ async fn lowest_latency_and_lowest_cost_pick_the_expected_deployment() {
     let h = routed().await;
     for _ in 0..2 {
         // Both get measured once (unmeasured deployments go first).
-        assert_eq!(
-            h.chat(&json!({"model": "fastest", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "fastest", "hi").await;
     }
     let before = by_model(&h).get("fast").copied().unwrap_or(0);
     for _ in 0..10 {
-        assert_eq!(
-            h.chat(&json!({"model": "fastest", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "fastest", "hi").await;
     }
     assert_eq!(by_model(&h)["fast"] - before, 10, "{:?}", by_model(&h));
     for _ in 0..10 {
-        assert_eq!(
-            h.chat(&json!({"model": "cheapest", "messages": user("hi")}))
-                .await
-                .status(),
-            200
-        );
+        ok(&h, "cheapest", "hi").await;
     }
     assert_eq!(by_model(&h).get("cheap"), Some(&10));
     assert_eq!(by_model(&h).get("pricey"), None);
