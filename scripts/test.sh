@@ -28,9 +28,14 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+# The real Prometheus server scrapes /metrics in tests/python/test_prometheus.py.
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  # The package may start its own services; tests run their own instances on free ports.
+  pkill -x prometheus 2>/dev/null || true
+  pkill -f prometheus-node-exporter 2>/dev/null || true
 fi
 
 step "format and lints"

@@ -102,6 +102,12 @@ impl EventSink {
         }
     }
 
+    /// The live counters, for a metrics collector.
+    #[must_use]
+    pub fn stats_handle(&self) -> Arc<SinkStats> {
+        Arc::clone(&self.stats)
+    }
+
     #[must_use]
     pub fn stats(&self) -> SinkSnapshot {
         self.stats.snapshot()

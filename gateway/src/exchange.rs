@@ -15,11 +15,13 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::{GatewayError, Origin};
 use crate::events::EventSink;
+use crate::metrics::Metrics;
 use crate::rate_limit::Admission;
 use crate::routing::Deployment;
 
 pub struct Exchange {
     sink: EventSink,
+    metrics: Arc<Metrics>,
     pub event_id: Uuid,
     started: Instant,
     started_at_ms: i64,
@@ -75,12 +77,14 @@ impl Exchange {
     #[must_use]
     pub fn begin(
         sink: &EventSink,
+        metrics: &Arc<Metrics>,
         principal: Arc<Principal>,
         endpoint: Endpoint,
         client_gone: Arc<AtomicBool>,
     ) -> Self {
         Self {
             sink: sink.clone(),
+            metrics: Arc::clone(metrics),
             event_id: Uuid::now_v7(),
             started: Instant::now(),
             started_at_ms: epoch_ms(SystemTime::now()),
@@ -205,6 +209,7 @@ impl Exchange {
             usage: ending.usage,
             usage_source: ending.usage_source,
         };
+        self.metrics.record(&event);
         self.sink.emit(event);
     }
 

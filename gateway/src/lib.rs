@@ -19,6 +19,7 @@
 //! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
 //!   disk [`events::spool`]).
+//! - [`metrics`] — Prometheus series at `GET /metrics`, recorded from each usage event.
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
 //! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod metrics;
 pub mod provider;
 pub mod proxy;
 pub mod rate_limit;

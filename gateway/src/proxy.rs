@@ -92,7 +92,13 @@ async fn serve(
     body: Result<Bytes, BytesRejection>,
     client_gone: Arc<AtomicBool>,
 ) -> Response {
-    let mut ex = Exchange::begin(&state.sink, principal, endpoint, client_gone);
+    let mut ex = Exchange::begin(
+        &state.sink,
+        &state.metrics,
+        principal,
+        endpoint,
+        client_gone,
+    );
     let request = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
         Ok(r) => r,
         Err(e) => return ex.refuse(e),
@@ -126,7 +132,10 @@ async fn serve(
         .admit(&principal.key_id, &principal.team, &request.model, estimate)
     {
         Ok(admission) => ex.admitted(admission),
-        Err(refused) => return ex.refuse(GatewayError::RateLimited(Box::new(refused))),
+        Err(refused) => {
+            state.metrics.rate_limited(subject_kind(&refused.subject));
+            return ex.refuse(GatewayError::RateLimited(Box::new(refused)));
+        }
     }
     let group = &plan.group;
     let deadline = Instant::now() + group.total_timeout;
@@ -181,6 +190,7 @@ async fn serve(
         .await
         {
             Ok(answered) => {
+                candidate.deployment.metrics.attempt(true, false);
                 record_success(candidate, &answered.headers);
                 ex.first_byte();
                 if let Some(ttft) = ex.ttft {
@@ -189,6 +199,10 @@ async fn serve(
                 return respond(ex, candidate, answered, request.include_usage);
             }
             Err(AttemptFailed { error, hint }) => {
+                candidate
+                    .deployment
+                    .metrics
+                    .attempt(false, error.retryable());
                 record_failure(candidate, &error, hint);
                 if !error.retryable() {
                     return ex.refuse(error);
@@ -206,6 +220,16 @@ async fn serve(
         }),
     });
     ex.refuse(error)
+}
+
+/// "key ci" → "key": the kind of subject a rate limit belongs to, as a metric label.
+fn subject_kind(subject: &str) -> &'static str {
+    match subject.split(' ').next() {
+        Some("key") => "key",
+        Some("team") => "team",
+        Some("model") => "model",
+        _ => "other",
+    }
 }
 
 fn record_success(candidate: &Candidate, headers: &HeaderMap) {
@@ -226,6 +250,7 @@ fn record_failure(candidate: &Candidate, error: &GatewayError, hint: Option<std:
         }
         e if e.retryable() => {
             health.failed(Instant::now(), hint);
+            candidate.deployment.metrics.cooled_down();
         }
         _ => health.succeeded(),
     }

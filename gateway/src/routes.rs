@@ -3,6 +3,7 @@
 mod chat;
 mod embeddings;
 mod health;
+mod metrics;
 mod models;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{*model}", get(models::retrieve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -17,6 +17,7 @@ pub use group::DeploymentGroup;
 
 use crate::config::{Config, DeploymentPrice, Strategy, Tags};
 use crate::error::GatewayError;
+use crate::metrics::{DeploymentMetrics, Metrics};
 use crate::provider::Provider;
 
 /// A model served by one provider: the unit strategies rank.
@@ -32,6 +33,7 @@ pub struct Deployment {
     /// Health of each of the provider's key slots for this deployment: a key rate-limited or failing for one
     /// model keeps serving the others.
     key_health: Vec<health::KeyHealth>,
+    pub metrics: DeploymentMetrics,
     /// Moving average of time to first byte in microseconds; 0 until measured.
     ttft_ewma_us: AtomicU64,
     next_key: AtomicUsize,
@@ -109,7 +111,7 @@ impl ModelRouter {
     ///
     /// # Errors
     /// When a provider's HTTP client cannot be built.
-    pub fn try_new(config: &Config) -> Result<Self, GatewayError> {
+    pub fn try_new(config: &Config, metrics: &Metrics) -> Result<Self, GatewayError> {
         let providers: HashMap<&str, Arc<Provider>> = config
             .providers
             .iter()
@@ -131,8 +133,10 @@ impl ModelRouter {
                     let key_health = (0..provider.key_count())
                         .map(|_| health::KeyHealth::default())
                         .collect();
+                    let id = format!("{}/{}", d.provider, d.model);
                     deployments.push(Arc::new(Deployment {
-                        id: format!("{}/{}", d.provider, d.model),
+                        metrics: metrics.deployment(&id),
+                        id,
                         key_health,
                         provider,
                         upstream_model: d.model.clone(),

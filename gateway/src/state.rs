@@ -1,9 +1,12 @@
 //! What every handler shares: keys, routes, the event sink and limits.
 
+use std::sync::Arc;
+
 use crate::auth::KeyStore;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::events::EventSink;
+use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routing::ModelRouter;
 
@@ -11,6 +14,7 @@ pub struct AppState {
     pub keys: KeyStore,
     pub router: ModelRouter,
     pub sink: EventSink,
+    pub metrics: Arc<Metrics>,
     pub limits: RateLimiter,
     pub max_body_bytes: usize,
 }
@@ -19,10 +23,15 @@ impl AppState {
     /// # Errors
     /// When a provider's HTTP client cannot be built.
     pub fn try_new(config: &Config, sink: EventSink) -> Result<Self, GatewayError> {
+        let metrics = Arc::new(Metrics::new(
+            config.models.iter().map(|m| m.name.as_str()),
+            sink.stats_handle(),
+        ));
         Ok(Self {
             keys: KeyStore::new(&config.keys, &config.tenants),
-            router: ModelRouter::try_new(config)?,
+            router: ModelRouter::try_new(config, &metrics)?,
             sink,
+            metrics,
             limits: RateLimiter::new(
                 config
                     .keys
