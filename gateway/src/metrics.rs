@@ -18,11 +18,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tollgate_schemas::{Endpoint, Outcome, UsageEvent};
 
 use crate::events::SinkStats;
+pub use histogram::LatencyHistogram;
+
+mod histogram;
 
 const ENDPOINTS: [Endpoint; 2] = [Endpoint::ChatCompletions, Endpoint::Embeddings];
 const OUTCOMES: [Outcome; 5] = [
@@ -86,8 +88,8 @@ struct SubjectLabel {
 #[derive(Debug)]
 struct ModelHandles {
     requests: [[Counter; OUTCOMES.len()]; ENDPOINTS.len()],
-    duration: [Histogram; ENDPOINTS.len()],
-    ttft: [Histogram; ENDPOINTS.len()],
+    duration: [LatencyHistogram; ENDPOINTS.len()],
+    ttft: [LatencyHistogram; ENDPOINTS.len()],
     tokens: [Counter; TOKEN_CLASSES.len()],
     retried: Counter,
 }
@@ -127,15 +129,10 @@ pub struct Metrics {
 
 struct Families {
     requests: Family<RequestLabels, Counter>,
-    duration: Family<LatencyLabels, Histogram>,
-    ttft: Family<LatencyLabels, Histogram>,
+    duration: Family<LatencyLabels, LatencyHistogram>,
+    ttft: Family<LatencyLabels, LatencyHistogram>,
     tokens: Family<TokenLabels, Counter>,
     retried: Family<ModelLabel, Counter>,
-}
-
-fn latency_histogram() -> Histogram {
-    // 1 ms … ~65 s.
-    Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 impl Families {
@@ -151,7 +148,7 @@ impl Families {
                     .clone()
             })
         });
-        let latency = |family: &Family<LatencyLabels, Histogram>| {
+        let latency = |family: &Family<LatencyLabels, LatencyHistogram>| {
             ENDPOINTS.map(|e| {
                 family
                     .get_or_create(&LatencyLabels {
@@ -190,8 +187,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("tollgate");
         let families = Families {
             requests: Family::default(),
-            duration: Family::new_with_constructor(latency_histogram),
-            ttft: Family::new_with_constructor(latency_histogram),
+            duration: Family::default(),
+            ttft: Family::default(),
             tokens: Family::default(),
             retried: Family::default(),
         };
@@ -284,14 +281,9 @@ impl Metrics {
         let endpoint = ENDPOINTS.iter().position(|x| *x == e.endpoint).unwrap_or(0);
         let outcome = OUTCOMES.iter().position(|x| *x == e.outcome).unwrap_or(0);
         m.requests[endpoint][outcome].inc();
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "milliseconds to seconds for a histogram"
-        )]
-        let secs = |ms: u64| ms as f64 / 1000.0;
-        m.duration[endpoint].observe(secs(e.latency_ms));
+        m.duration[endpoint].observe_ms(e.latency_ms);
         if let Some(ttft) = e.ttft_ms {
-            m.ttft[endpoint].observe(secs(ttft));
+            m.ttft[endpoint].observe_ms(ttft);
         }
         let u = e.usage;
         for (counter, n) in m.tokens.iter().zip([
