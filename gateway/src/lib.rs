@@ -92,6 +92,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let Self { state, worker } = self;
+        let tasks = state.tasks.clone();
         let app = routes::router(state);
         // Nagle plus delayed ACKs costs ~40 ms per small response (design §3.5).
         let listener = listener.tap_io(|tcp| {
@@ -101,7 +102,15 @@ impl Gateway {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| GatewayError::Internal(format!("server failed: {e}")));
-        // Graceful shutdown waited for every connection, so every exchange has emitted its event.
+        // Graceful shutdown waited for every connection; exchanges whose client left may still be finishing
+        // upstream (or draining a stream for its usage): wait for them too, bounded, before closing the sink.
+        tasks.close();
+        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("{} request tasks still running after {SINK_CLOSE_TIMEOUT:?}; their usage may be lost", tasks.len());
+        }
         let closed = tokio::task::spawn_blocking(move || worker.close());
         if tokio::time::timeout(SINK_CLOSE_TIMEOUT, closed)
             .await

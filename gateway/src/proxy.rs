@@ -9,8 +9,9 @@
 //!
 //! Attempts walk the route's candidates in order — next key, then next tier — skipping keys that are cooling
 //! down, up to the group's `max_attempts` and never past its deadline. Retryable failures (connect errors,
-//! timeouts, 408, 409, 429, 5xx, an upstream refusing the gateway's key) cool the key and move on; a client
-//! error (other 4xx) or an exhausted account quota ends the request at once. A stream can fail over until its
+//! timeouts, 408, 409, 429, 5xx) cool the key and move on; a client error (other 4xx), an upstream refusing
+//! the gateway's key (401) or an exhausted account quota ends the request at once (the last two also rest the
+//! key, so later requests use the others). A stream can fail over until its
 //! first chunk is in hand; after that a failure is reported inside the stream (see [`crate::relay`]).
 
 mod attempt;
@@ -76,7 +77,8 @@ pub async fn handle(
         armed: true,
     };
     let gone = watch.gone.clone();
-    let task = tokio::spawn(serve(state, principal, endpoint, headers, body, gone));
+    let tasks = state.tasks.clone();
+    let task = tasks.spawn(serve(state, principal, endpoint, headers, body, gone));
     let response = task.await.unwrap_or_else(|e| {
         GatewayError::Internal(format!("request task failed: {e}")).into_response()
     });
@@ -166,6 +168,10 @@ async fn serve(
                 .next_delay()
                 .min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;
+            if Instant::now() >= deadline {
+                candidate.health().release_probe();
+                break;
+            }
         }
         ex.attempts += 1;
         ex.deployment = Some(candidate.deployment.clone());
@@ -179,6 +185,7 @@ async fn serve(
         let first_byte = group
             .first_byte_timeout
             .unwrap_or(candidate.deployment.provider.timeouts.first_byte);
+        let attempt_started = Instant::now();
         match attempt(
             candidate,
             endpoint,
@@ -193,17 +200,25 @@ async fn serve(
                 candidate.deployment.metrics.attempt(true, false);
                 record_success(candidate, &answered.headers);
                 ex.first_byte();
-                if let Some(ttft) = ex.ttft {
-                    candidate.deployment.observe_ttft(ttft);
-                }
-                return respond(ex, candidate, answered, request.include_usage);
+                // This deployment's own time to first byte, not the whole exchange's (earlier attempts excluded).
+                candidate.deployment.observe_ttft(attempt_started.elapsed());
+                return respond(&state.tasks, ex, candidate, answered, request.include_usage);
             }
-            Err(AttemptFailed { error, hint }) => {
+            Err(AttemptFailed {
+                error,
+                hint,
+                cut_by_deadline,
+            }) => {
                 candidate
                     .deployment
                     .metrics
                     .attempt(false, error.retryable());
-                record_failure(candidate, &error, hint);
+                if cut_by_deadline {
+                    // The request ran out of time, not the key out of health: no verdict on the key.
+                    candidate.health().release_probe();
+                } else {
+                    record_failure(candidate, &error, hint);
+                }
                 if !error.retryable() {
                     return ex.refuse(error);
                 }
@@ -248,6 +263,7 @@ fn record_failure(candidate: &Candidate, error: &GatewayError, hint: Option<std:
         GatewayError::UpstreamRejected(e) if e.quota_exhausted => {
             health.rest(Instant::now(), QUOTA_COOLDOWN)
         }
+        GatewayError::UpstreamAuthFailed { .. } => health.rest(Instant::now(), QUOTA_COOLDOWN),
         e if e.retryable() => {
             health.failed(Instant::now(), hint);
             candidate.deployment.metrics.cooled_down();
@@ -257,6 +273,7 @@ fn record_failure(candidate: &Candidate, error: &GatewayError, hint: Option<std:
 }
 
 fn respond(
+    tasks: &tokio_util::task::TaskTracker,
     ex: Exchange,
     candidate: &Candidate,
     answered: Attempted,
@@ -264,7 +281,7 @@ fn respond(
 ) -> Response {
     let idle = candidate.deployment.provider.timeouts.stream_idle;
     match answered.answer {
-        Answer::Stream { first, rest } => relay::start(ex, first, rest, include_usage, idle),
+        Answer::Stream { first, rest } => relay::start(tasks, ex, first, rest, include_usage, idle),
         Answer::Plain(body) => complete_plain(ex, &candidate.deployment, body),
     }
 }

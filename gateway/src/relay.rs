@@ -35,6 +35,7 @@ const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// Starts relaying `upstream` and returns the client's streaming response.
 pub fn start(
+    tasks: &tokio_util::task::TaskTracker,
     ex: Exchange,
     first: Bytes,
     rest: BodyStream,
@@ -63,7 +64,7 @@ pub fn start(
         upstream_error: None,
         client_gone: false,
     };
-    tokio::spawn(relay.run(first, rest));
+    tasks.spawn(relay.run(first, rest));
     response
 }
 
@@ -270,8 +271,11 @@ impl StreamRelay {
             return;
         }
         let Some(tx) = &self.tx else { return };
-        if tx.send(bytes).await.is_err() {
-            self.client_gone = true;
+        // A client that keeps its connection open but stops reading is treated as gone after the idle
+        // timeout: the relay must not park forever holding the upstream, the rate-limit slot and the event.
+        match tokio::time::timeout(self.idle, tx.send(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => self.client_gone = true,
         }
     }
 

@@ -45,8 +45,12 @@ impl Default for RetryPacer {
     }
 }
 
+/// The longest a provider hint can rest a key (a quota reset a day away is still only this long).
+pub const MAX_HINT: Duration = crate::routing::health::QUOTA_COOLDOWN;
+
 /// When the provider says this key can be used again: `retry-after-ms`, then `retry-after` (seconds; an
-/// HTTP date is ignored), then the later of OpenAI's `x-ratelimit-reset-requests` / `-tokens`.
+/// HTTP date is ignored), then the later of OpenAI's `x-ratelimit-reset-requests` / `-tokens`. Upstream
+/// numbers are untrusted: anything unrepresentable is ignored, anything huge is capped at [`MAX_HINT`].
 #[must_use]
 pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
@@ -55,24 +59,33 @@ pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms")
+    let secs = |s: f64| {
+        (s.is_finite() && s >= 0.0).then(|| {
+            if s >= MAX_HINT.as_secs_f64() {
+                MAX_HINT
+            } else {
+                Duration::from_secs_f64(s)
+            }
+        })
+    };
+    if let Some(d) = text("retry-after-ms")
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| secs(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(d);
     }
-    if let Some(secs) = text("retry-after")
+    if let Some(d) = text("retry-after")
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
+        .and_then(secs)
     {
-        return Some(Duration::from_secs_f64(secs));
+        return Some(d);
     }
     let requests = text("x-ratelimit-reset-requests").and_then(parse_reset);
     let tokens = text("x-ratelimit-reset-tokens").and_then(parse_reset);
-    requests.max(tokens)
+    requests.max(tokens).map(|d| d.min(MAX_HINT))
 }
 
-/// `x-ratelimit-remaining-requests: 0` (or tokens) on an answer: the key is spent until its reset.
+/// `x-ratelimit-remaining-requests: 0` (or tokens) on an answer: the key is spent until its reset (capped).
 #[must_use]
 pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
@@ -94,6 +107,7 @@ pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
         "x-ratelimit-remaining-tokens",
         "x-ratelimit-reset-tokens",
     ))
+    .map(|d| d.min(MAX_HINT))
 }
 
 #[cfg(test)]
@@ -146,6 +160,18 @@ mod tests {
             Some(Duration::from_secs(360))
         );
         assert_eq!(retry_hint(&HeaderMap::new()), None);
+        // Hostile or broken upstream values never panic and never rest a key for longer than the cap.
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "1e20")])),
+            Some(MAX_HINT)
+        );
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "99999999999999999999")])),
+            Some(MAX_HINT)
+        );
+        assert_eq!(retry_hint(&headers(&[("retry-after", "1e400")])), None);
+        assert_eq!(retry_hint(&headers(&[("retry-after-ms", "inf")])), None);
+        assert_eq!(retry_hint(&headers(&[("retry-after", "-3")])), None);
     }
 
     #[test]

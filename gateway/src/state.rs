@@ -16,6 +16,9 @@ pub struct AppState {
     pub sink: EventSink,
     pub metrics: Arc<Metrics>,
     pub limits: RateLimiter,
+    /// Every request task and stream relay, so shutdown can wait for exchanges whose client already left
+    /// (they still finish upstream and emit their usage event).
+    pub tasks: tokio_util::task::TaskTracker,
     pub max_body_bytes: usize,
 }
 
@@ -32,6 +35,7 @@ impl AppState {
             router: ModelRouter::try_new(config, &metrics)?,
             sink,
             metrics,
+            tasks: tokio_util::task::TaskTracker::new(),
             limits: RateLimiter::new(
                 config
                     .keys

@@ -9,6 +9,7 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tollgate_schemas::UsageEvent;
 use uuid::Uuid;
 
@@ -27,9 +28,17 @@ const RECENT_IDS: usize = 1_000_000;
 /// When Kafka clients cannot be created or a migration fails for a reason other than ClickHouse being away.
 pub async fn run(
     settings: Settings,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MeteringError> {
-    tokio::pin!(shutdown);
+    // A token rather than the future itself, so code deep in a step (a dead-letter retry) can see it too.
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+    }
     let warehouse = Warehouse::new(
         &settings.clickhouse_url,
         &settings.database,
@@ -46,7 +55,7 @@ pub async fn run(
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "clickhouse not reachable; waiting to migrate");
                 tokio::select! {
-                    () = &mut shutdown => return Ok(()),
+                    () = stop.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff.delay()) => {}
                 }
             }
@@ -78,21 +87,22 @@ pub async fn run(
         dead_letters,
         batch: Batch::default(),
         recent: RecentIds::default(),
+        stop: stop.clone(),
     };
     loop {
         let deadline = state.batch.first_at.map(|t| t + state.settings.batch_age());
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = stop.cancelled() => break,
             () = sleep_until(deadline) => {
-                if !state.flush(&mut shutdown).await {
+                if !state.flush(&stop).await {
                     return Ok(());
                 }
             }
             received = consumer.recv() => match received {
                 Ok(message) => {
                     state.take(&message).await;
-                    if state.batch.full(state.settings) && !state.flush(&mut shutdown).await {
+                    if state.batch.full(state.settings) && !state.flush(&stop).await {
                         return Ok(());
                     }
                 }
@@ -105,9 +115,8 @@ pub async fn run(
     }
     // Shutdown: one last attempt to store what is held; if ClickHouse is away, it stays uncommitted and is
     // redelivered to the next consumer.
-    let never = std::future::pending::<()>();
-    tokio::pin!(never);
-    let _ = tokio::time::timeout(Duration::from_secs(10), state.flush(&mut never)).await;
+    let never = CancellationToken::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), state.flush(&never)).await;
     Ok(())
 }
 
@@ -170,6 +179,7 @@ struct Loop<'a> {
     dead_letters: FutureProducer,
     batch: Batch,
     recent: RecentIds,
+    stop: CancellationToken,
 }
 
 impl Loop<'_> {
@@ -182,8 +192,11 @@ impl Loop<'_> {
                 self.batch.rows.push(row);
             }
             Err(e) => {
-                self.dead_letter(message, &format!("undecodable usage event: {e}"))
-                    .await
+                let reason = format!("undecodable usage event: {e}");
+                if !self.dead_letter(message, &reason).await {
+                    // Shutting down before Kafka took it: not noted, so not committed, so redelivered.
+                    return;
+                }
             }
         }
         self.batch
@@ -192,7 +205,7 @@ impl Loop<'_> {
 
     /// Writes the record to the dead-letter topic; retried until Kafka takes it, so nothing is lost and the
     /// partition moves on.
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) {
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) -> bool {
         tracing::warn!(
             partition = message.partition(),
             offset = message.offset(),
@@ -227,10 +240,13 @@ impl Loop<'_> {
                 .send(record, Duration::from_secs(10))
                 .await
             {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-                    tokio::time::sleep(backoff.delay()).await;
+                    tokio::select! {
+                        () = self.stop.cancelled() => return false,
+                        () = tokio::time::sleep(backoff.delay()) => {}
+                    }
                 }
             }
         }
@@ -238,7 +254,7 @@ impl Loop<'_> {
 
     /// Dedupes, inserts (retrying while ClickHouse is away) and commits. Returns false if shutdown came
     /// first — then nothing is committed.
-    async fn flush(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+    async fn flush(&mut self, stop: &CancellationToken) -> bool {
         if self.batch.offsets.is_empty() {
             self.batch = Batch::default();
             return true;
@@ -256,7 +272,7 @@ impl Loop<'_> {
                 Err(e) => {
                     tracing::warn!(error = %e, rows = batch.rows.len(), "clickhouse insert failed; retrying without committing");
                     tokio::select! {
-                        () = &mut *shutdown => return false,
+                        () = stop.cancelled() => return false,
                         () = tokio::time::sleep(backoff.delay()) => {}
                     }
                 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use rdkafka::ClientContext;
 use tollgate_schemas::UsageEvent;
 
@@ -131,6 +133,8 @@ struct Replay {
     outstanding: usize,
     failed: bool,
     sent: usize,
+    /// Records in this batch's range that failed their checksum: lost once the cursor passes them.
+    corrupt: u64,
 }
 
 struct KafkaWriter {
@@ -199,6 +203,13 @@ impl KafkaWriter {
                 .spool_bytes
                 .store(self.spool.bytes(), Ordering::Relaxed);
             if closing {
+                // Whatever librdkafka still holds would be purged silently when the producer drops: purge it
+                // now, so its failure reports come back here and the events land in the spool for the next
+                // start to replay.
+                self.producer
+                    .purge(PurgeConfig::default().queue().inflight());
+                self.producer.poll(Duration::ZERO);
+                self.settle();
                 if let Err(e) = self.spool.sync() {
                     tracing::error!(target: "tollgate::events", error = %e, "event spool fsync failed at close");
                 }
@@ -309,6 +320,14 @@ impl KafkaWriter {
         }
         match self.spool.commit(replay.end) {
             Ok(()) => {
+                if replay.corrupt > 0 {
+                    // Lost to a disk fault: counted and alarmed, never silent.
+                    self.stats
+                        .dropped
+                        .fetch_add(replay.corrupt, Ordering::Relaxed);
+                    tracing::error!(target: "tollgate::events", records = replay.corrupt,
+                        "usage events lost: spool records failed their checksum");
+                }
                 self.stats
                     .replayed
                     .fetch_add(replay.sent as u64, Ordering::Relaxed);
@@ -329,7 +348,10 @@ impl KafkaWriter {
         if self.replay.is_some() || self.spool.is_empty() || Instant::now() < self.next_replay {
             return;
         }
-        let (records, end) = match self.spool.read_batch(REPLAY_BATCH) {
+        let corrupt_before = self.spool.corrupt;
+        let read = self.spool.read_batch(REPLAY_BATCH);
+        let corrupt = self.spool.corrupt - corrupt_before;
+        let (records, end) = match read {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(target: "tollgate::events", error = %e, "event spool cannot be read");
@@ -342,6 +364,7 @@ impl KafkaWriter {
             outstanding: 0,
             failed: false,
             sent: records.len(),
+            corrupt,
         };
         for record in &records {
             let r = BaseRecord::with_opaque_to(&self.topic, Box::new(Origin::Replay))

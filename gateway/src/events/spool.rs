@@ -146,16 +146,24 @@ impl Spool {
         let mut crc = crc32fast::Hasher::new();
         crc.update(key);
         crc.update(payload);
-        let w = &mut self.writer.file;
-        w.write_all(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes())?;
-        w.write_all(
+        // The whole record in one write: a failure can never leave a lone header buffered to be flushed later.
+        let mut record = Vec::with_capacity(HEADER + key.len() + payload.len());
+        record.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+        record.extend_from_slice(
             &u32::try_from(payload.len())
                 .unwrap_or(u32::MAX)
                 .to_le_bytes(),
-        )?;
-        w.write_all(&crc.finalize().to_le_bytes())?;
-        w.write_all(key)?;
-        w.write_all(payload)?;
+        );
+        record.extend_from_slice(&crc.finalize().to_le_bytes());
+        record.extend_from_slice(key);
+        record.extend_from_slice(payload);
+        if let Err(e) = self.writer.file.write_all(&record) {
+            // Part of it may be in the file (a large record written through): never append after a possibly
+            // torn record. A fresh segment starts; readers skip a torn tail in a finished segment.
+            let _ = self.writer.file.flush();
+            let _ = self.roll();
+            return Err(e.into());
+        }
         self.writer.len += size;
         self.bytes += size;
         self.dirty = true;

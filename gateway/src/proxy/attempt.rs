@@ -35,11 +35,17 @@ pub struct Attempted {
 pub struct AttemptFailed {
     pub error: GatewayError,
     pub hint: Option<Duration>,
+    /// The request's deadline, not the key's own first-byte timeout, cut this attempt short.
+    pub cut_by_deadline: bool,
 }
 
 impl From<GatewayError> for AttemptFailed {
     fn from(error: GatewayError) -> Self {
-        Self { error, hint: None }
+        Self {
+            error,
+            hint: None,
+            cut_by_deadline: false,
+        }
     }
 }
 
@@ -55,15 +61,20 @@ pub async fn attempt(
     let provider = &candidate.deployment.provider;
     let until = (Instant::now() + first_byte).min(deadline);
     let limit = until.saturating_duration_since(Instant::now());
-    let timed_out = || GatewayError::UpstreamTimeout {
-        provider: provider.name.clone(),
-        timeout: limit,
+    let by_deadline = until == deadline;
+    let timed_out = || AttemptFailed {
+        error: GatewayError::UpstreamTimeout {
+            provider: provider.name.clone(),
+            timeout: limit,
+        },
+        hint: None,
+        cut_by_deadline: by_deadline,
     };
     let response =
         match tokio::time::timeout_at(until, provider.post(endpoint, body, candidate.key).send())
             .await
         {
-            Err(_) => return Err(timed_out().into()),
+            Err(_) => return Err(timed_out()),
             Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Ok(r)) => r,
         };
@@ -78,12 +89,13 @@ pub async fn attempt(
         return Err(AttemptFailed {
             error,
             hint: retry_hint(&headers),
+            cut_by_deadline: false,
         });
     }
     if stream {
         let mut rest: BodyStream = Box::pin(response.bytes_stream());
         return match tokio::time::timeout_at(until, rest.next()).await {
-            Err(_) => Err(timed_out().into()),
+            Err(_) => Err(timed_out()),
             Ok(None) => Err(GatewayError::UpstreamFailed {
                 provider: provider.name.clone(),
                 status: Some(200),
@@ -98,7 +110,7 @@ pub async fn attempt(
         };
     }
     match tokio::time::timeout_at(until, response.bytes()).await {
-        Err(_) => Err(timed_out().into()),
+        Err(_) => Err(timed_out()),
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
         Ok(Ok(body)) => Ok(Attempted {
             answer: Answer::Plain(body),

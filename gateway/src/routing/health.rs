@@ -52,10 +52,17 @@ impl KeyHealth {
         }
     }
 
-    /// The key answered: healthy again.
+    /// The key answered: the failure streak ends. A cooldown set meanwhile by another request's failure (or a
+    /// provider's `retry-after`) stands, unless this answer was the probe or the cooldown is already over.
     pub fn succeeded(&self) {
         if let Ok(mut s) = self.state.lock() {
-            *s = State::default();
+            let now = Instant::now();
+            let cooling_now = s.cooling_until.is_some_and(|until| until > now);
+            if s.probing || !cooling_now {
+                *s = State::default();
+            } else {
+                s.failures = 0;
+            }
         }
     }
 
@@ -70,7 +77,7 @@ impl KeyHealth {
             .saturating_mul(1 << exponent)
             .min(MAX_COOLDOWN);
         let cooldown = hint.map_or(grown, |h| h.max(grown));
-        s.cooling_until = Some(now + cooldown);
+        s.cooling_until = Some(now.checked_add(cooldown).unwrap_or(now + MAX_COOLDOWN));
         s.probing = false;
         cooldown
     }
@@ -79,7 +86,9 @@ impl KeyHealth {
     /// quota is spent until then).
     pub fn rest(&self, now: Instant, for_how_long: Duration) {
         if let Ok(mut s) = self.state.lock() {
-            let until = now + for_how_long;
+            let until = now
+                .checked_add(for_how_long)
+                .unwrap_or(now + QUOTA_COOLDOWN);
             s.cooling_until = Some(s.cooling_until.map_or(until, |u| u.max(until)));
             s.probing = false;
         }
@@ -148,5 +157,21 @@ mod tests {
             h.availability(now),
             Availability::Cooling(now + QUOTA_COOLDOWN)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_success_does_not_cancel_a_cooldown_set_meanwhile() {
+        let h = KeyHealth::default();
+        let now = Instant::now();
+        h.failed(now, Some(Duration::from_secs(30)));
+        h.succeeded(); // a long request that started before the 429 comes back fine
+        assert_eq!(
+            h.availability(now),
+            Availability::Cooling(now + Duration::from_secs(30))
+        );
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(h.availability(Instant::now()), Availability::Probe);
+        h.succeeded();
+        assert_eq!(h.availability(Instant::now()), Availability::Ready);
     }
 }
