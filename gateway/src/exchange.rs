@@ -129,7 +129,9 @@ impl Exchange {
     #[must_use]
     pub fn decorate(&self, mut response: axum::response::Response) -> axum::response::Response {
         let headers = response.headers_mut();
-        if let Ok(v) = http::HeaderValue::from_str(&self.event_id.to_string()) {
+        let mut id = Uuid::encode_buffer();
+        if let Ok(v) = http::HeaderValue::from_str(self.event_id.hyphenated().encode_lower(&mut id))
+        {
             headers.insert("x-request-id", v);
         }
         for (name, value) in &self.rate_limit_headers {

@@ -142,9 +142,10 @@ impl Writer {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
+            let mut id = uuid::Uuid::encode_buffer();
             for e in batch {
                 insert.execute(params![
-                    e.event_id.to_string(),
+                    &*e.event_id.hyphenated().encode_lower(&mut id),
                     e.schema_version,
                     e.started_at_ms,
                     e.finished_at_ms,

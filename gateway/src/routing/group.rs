@@ -83,18 +83,26 @@ impl DeploymentGroup {
 
 /// Strict rotation over every (deployment, key) slot of the tier: with N slots, each gets every N-th request.
 fn round_robin(tier: &Tier, deployments: &[&Arc<Deployment>], out: &mut Vec<Candidate>) {
-    let slots: Vec<Candidate> = deployments
-        .iter()
-        .flat_map(|d| {
-            (0..d.provider.key_count()).map(move |key| Candidate {
-                deployment: Arc::clone(d),
-                key,
-            })
-        })
-        .collect();
+    let n: usize = deployments.iter().map(|d| d.provider.key_count()).sum();
+    if n == 0 {
+        return;
+    }
     let start = tier.next_slot.fetch_add(1, Ordering::Relaxed);
-    let n = slots.len();
-    out.extend((0..n).map(|i| slots[(start + i) % n].clone()));
+    for i in 0..n {
+        // Slot (start + i) mod n, counted over the deployments' keys in order.
+        let mut slot = (start + i) % n;
+        for d in deployments {
+            let keys = d.provider.key_count();
+            if slot < keys {
+                out.push(Candidate {
+                    deployment: Arc::clone(d),
+                    key: slot,
+                });
+                break;
+            }
+            slot -= keys;
+        }
+    }
 }
 
 /// Each deployment's keys in rotation, deployment by deployment.
