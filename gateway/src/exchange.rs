@@ -149,10 +149,11 @@ impl Exchange {
         }
     }
 
-    /// Rough prompt size for estimated usage: ~4 bytes of JSON per token, never zero.
+    /// Prompt size for estimated usage: the same upper-leaning estimate rate limits charge, never zero
+    /// (an estimate is never optimistic).
     #[must_use]
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        (self.request_bytes as u64 / 4).max(1)
+        u64::from(crate::rate_limit::estimate_prompt_tokens(self.request_bytes).max(1))
     }
 
     /// Emits the request's one usage event.

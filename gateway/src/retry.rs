@@ -53,12 +53,7 @@ pub const MAX_HINT: Duration = crate::routing::health::QUOTA_COOLDOWN;
 /// numbers are untrusted: anything unrepresentable is ignored, anything huge is capped at [`MAX_HINT`].
 #[must_use]
 pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let text = |name: &str| header_text(headers, name);
     let secs = |s: f64| {
         (s.is_finite() && s >= 0.0).then(|| {
             if s >= MAX_HINT.as_secs_f64() {
@@ -88,12 +83,7 @@ pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
 /// `x-ratelimit-remaining-requests: 0` (or tokens) on an answer: the key is spent until its reset (capped).
 #[must_use]
 pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let text = |name: &str| header_text(headers, name);
     let spent = |remaining: &str, reset: &str| {
         (text(remaining).and_then(|v| v.parse::<u64>().ok()) == Some(0))
             .then(|| text(reset).and_then(parse_reset))
@@ -108,6 +98,13 @@ pub fn exhausted_until_reset(headers: &HeaderMap) -> Option<Duration> {
         "x-ratelimit-reset-tokens",
     ))
     .map(|d| d.min(MAX_HINT))
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Routing: a public model → an ordered list of (deployment, key) candidates for one request.
 //!
 //! A model is a [`DeploymentGroup`]: tiers of deployments, tried tier by tier. Inside a tier the group's
-//! [`Strategy`] orders deployments (round-robin over every key slot, smooth weighted, lowest latency, lowest
+//! [`Strategy`](crate::config::Strategy) orders deployments (round-robin over every key slot, smooth weighted, lowest latency, lowest
 //! cost). A key's `require_tags` remove every deployment that lacks them — from every tier, so failover never
 //! leaves the allowed region. Whether a candidate's key is healthy ([`health`]) is checked when it is tried.
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use group::DeploymentGroup;
 
-use crate::config::{Config, DeploymentPrice, Strategy, Tags};
+use crate::config::{Config, DeploymentPrice, Tags};
 use crate::error::GatewayError;
 use crate::metrics::{DeploymentMetrics, Metrics};
 use crate::provider::Provider;
@@ -193,11 +193,5 @@ impl ModelRouter {
             group: group.clone(),
             candidates,
         })
-    }
-
-    /// A model's strategy (for tests and diagnostics).
-    #[must_use]
-    pub fn strategy(&self, model: &str) -> Option<Strategy> {
-        self.models.get(model).map(|g| g.strategy)
     }
 }
