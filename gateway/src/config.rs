@@ -7,6 +7,7 @@
 mod interpolate;
 mod keys;
 mod models;
+mod pricing;
 mod providers;
 mod raw;
 mod secret;
@@ -21,6 +22,8 @@ use std::time::Duration;
 pub use crate::rate_limit::Limits;
 pub use interpolate::{interpolate, Env, ProcessEnv};
 pub use secret::Secret;
+
+use tollgate_schemas::price::{ExchangeRates, Price, PriceTable};
 
 use crate::auth::KeyHash;
 use crate::provider::ProviderKind;
@@ -39,6 +42,7 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
+    pub pricing: PricingConfig,
     /// `[teams.<name>]`: limits shared by every key of a team.
     pub teams: BTreeMap<String, Limits>,
     /// `[tenants.<name>]`: constraints on every key of a tenant.
@@ -157,19 +161,34 @@ pub struct DeploymentConfig {
 }
 
 /// What a deployment costs, for the `lowest-cost` strategy: nano-units of its currency per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentPrice {
-    pub input_nanos_per_mtok: u64,
-    pub output_nanos_per_mtok: u64,
+    pub price: Price,
+    /// `config`, or the shipped table's version.
+    pub version: String,
+    /// Input + output price per million tokens in the reporting currency (the `lowest-cost` key).
+    pub rank: u64,
 }
 
-impl DeploymentPrice {
-    /// The ranking key: the cost of one million input plus one million output tokens.
-    #[must_use]
-    pub fn rank(&self) -> u64 {
-        self.input_nanos_per_mtok
-            .saturating_add(self.output_nanos_per_mtok)
-    }
+/// `[pricing]` with the price tables it resolves against.
+#[derive(Debug, Clone)]
+pub struct PricingConfig {
+    /// Reporting currency and conversion rates.
+    pub rates: ExchangeRates,
+    pub missing: MissingPrice,
+    /// `[[prices]]` rows from the config file.
+    pub overrides: PriceTable,
+    /// The shipped table.
+    pub table: PriceTable,
+}
+
+/// What a deployment with no known price does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingPrice {
+    /// Serve it; its events cost zero with `price_missing` set (counted in /metrics, warned at start).
+    Record,
+    /// Refuse to load the config.
+    Reject,
 }
 
 /// A virtual key: who the caller is and what it may use.

@@ -29,6 +29,8 @@ pub struct Exchange {
     endpoint: Endpoint,
     pub model: String,
     pub end_user: Option<String>,
+    /// Business labels (`x-tollgate-tags`, `metadata`).
+    pub tags: std::collections::BTreeMap<String, String>,
     pub stream: bool,
     pub deployment: Option<Arc<Deployment>>,
     pub attempts: u32,
@@ -92,6 +94,7 @@ impl Exchange {
             endpoint,
             model: String::new(),
             end_user: None,
+            tags: std::collections::BTreeMap::new(),
             stream: false,
             deployment: None,
             attempts: 0,
@@ -175,14 +178,15 @@ impl Exchange {
             admission.settle(u32::try_from(used).unwrap_or(u32::MAX));
         }
         let elapsed = self.started.elapsed();
-        let (provider, provider_kind, deployment, upstream_model) = match &self.deployment {
+        let (provider, provider_kind, deployment, upstream_model, cost) = match &self.deployment {
             Some(d) => (
                 d.provider.name.clone(),
                 d.provider.kind.name().to_string(),
                 d.id.clone(),
                 d.upstream_model.clone(),
+                d.cost.of(&ending.usage),
             ),
-            None => (String::new(), String::new(), String::new(), String::new()),
+            None => Default::default(),
         };
         let event = UsageEvent {
             schema_version: USAGE_SCHEMA_VERSION,
@@ -211,6 +215,9 @@ impl Exchange {
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             usage: ending.usage,
             usage_source: ending.usage_source,
+            cost,
+            tags: std::mem::take(&mut self.tags),
+            budget_lease: None,
         };
         self.metrics.record(&event);
         self.sink.emit(event);

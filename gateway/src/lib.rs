@@ -12,7 +12,7 @@
 //!   `/readyz`.
 //! - [`proxy`] — the orchestrator: read → route → call → relay → meter. [`relay`] streams SSE through,
 //!   decoding with [`sse`].
-//! - [`exchange`] — one request's accounting, ending in exactly one usage event.
+//! - [`exchange`] — one request's accounting, ending in exactly one usage event; [`cost`] prices it.
 //! - [`routing`] — public model → ordered candidates (tiers, strategies, tags); key health and cooldown.
 //! - [`retry`] — pacing between attempts (the `backoff` crate) and providers' retry hints.
 //! - [`rate_limit`] — RPM / TPM / in-flight limits per key, team, model and upstream key (`governor`).
@@ -26,6 +26,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod events;
 pub mod exchange;

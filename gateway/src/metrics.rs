@@ -92,6 +92,8 @@ struct ModelHandles {
     ttft: [LatencyHistogram; ENDPOINTS.len()],
     tokens: [Counter; TOKEN_CLASSES.len()],
     retried: Counter,
+    cost: Counter,
+    price_missing: Counter,
 }
 
 /// One deployment's handles, held by the deployment itself.
@@ -133,6 +135,8 @@ struct Families {
     ttft: Family<LatencyLabels, LatencyHistogram>,
     tokens: Family<TokenLabels, Counter>,
     retried: Family<ModelLabel, Counter>,
+    cost: Family<ModelLabel, Counter>,
+    price_missing: Family<ModelLabel, Counter>,
 }
 
 impl Families {
@@ -176,6 +180,18 @@ impl Families {
                     model: model.into(),
                 })
                 .clone(),
+            cost: self
+                .cost
+                .get_or_create(&ModelLabel {
+                    model: model.into(),
+                })
+                .clone(),
+            price_missing: self
+                .price_missing
+                .get_or_create(&ModelLabel {
+                    model: model.into(),
+                })
+                .clone(),
         }
     }
 }
@@ -191,7 +207,19 @@ impl Metrics {
             ttft: Family::default(),
             tokens: Family::default(),
             retried: Family::default(),
+            cost: Family::default(),
+            price_missing: Family::default(),
         };
+        registry.register(
+            "cost_nanos",
+            "Spend in nano-units of the reporting currency ([pricing] currency), by model",
+            families.cost.clone(),
+        );
+        registry.register(
+            "price_missing",
+            "Requests served by a deployment with no known price (recorded at zero cost), by model",
+            families.price_missing.clone(),
+        );
         registry.register(
             "requests",
             "Requests by endpoint, model and outcome",
@@ -297,6 +325,10 @@ impl Metrics {
         }
         if e.attempts > 1 {
             m.retried.inc();
+        }
+        m.cost.inc_by(e.cost.reporting_nanos);
+        if e.cost.price_missing {
+            m.price_missing.inc();
         }
     }
 

@@ -15,6 +15,7 @@
 //! first chunk is in hand; after that a failure is reported inside the stream (see [`crate::relay`]).
 
 mod attempt;
+pub mod attribution;
 mod request;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,6 +110,7 @@ async fn serve(
     ex.model.clone_from(&request.model);
     ex.stream = request.stream;
     ex.end_user.clone_from(&request.end_user);
+    ex.tags.clone_from(&request.tags);
     if !state.router.contains(&request.model) {
         let model = request.model;
         return ex.refuse(GatewayError::UnknownModel(model));

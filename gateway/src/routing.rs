@@ -15,7 +15,8 @@ use std::time::Duration;
 
 pub use group::DeploymentGroup;
 
-use crate::config::{Config, DeploymentPrice, Tags};
+use crate::config::{Config, Tags};
+use crate::cost::DeploymentCost;
 use crate::error::GatewayError;
 use crate::metrics::{DeploymentMetrics, Metrics};
 use crate::provider::Provider;
@@ -29,7 +30,7 @@ pub struct Deployment {
     pub upstream_model: String,
     pub weight: u32,
     pub tags: Tags,
-    pub price: Option<DeploymentPrice>,
+    pub cost: DeploymentCost,
     /// Health of each of the provider's key slots for this deployment: a key rate-limited or failing for one
     /// model keeps serving the others.
     key_health: Vec<health::KeyHealth>,
@@ -117,6 +118,7 @@ impl ModelRouter {
             .iter()
             .map(|p| Ok((p.name.as_str(), Arc::new(Provider::try_new(p)?))))
             .collect::<Result<_, GatewayError>>()?;
+        let rates = Arc::new(config.pricing.rates.clone());
         let mut models = HashMap::new();
         for model in &config.models {
             let mut tiers = Vec::new();
@@ -134,6 +136,11 @@ impl ModelRouter {
                         .map(|_| health::KeyHealth::default())
                         .collect();
                     let id = format!("{}/{}", d.provider, d.model);
+                    if d.price.is_none() {
+                        tracing::warn!(target: "tollgate::pricing", model = %model.name, deployment = %id,
+                            "no price known: its requests are recorded at zero cost with price_missing set \
+                             (add a `price` or a [[prices]] row, or set [pricing] missing = \"reject\")");
+                    }
                     deployments.push(Arc::new(Deployment {
                         metrics: metrics.deployment(&id),
                         id,
@@ -142,7 +149,7 @@ impl ModelRouter {
                         upstream_model: d.model.clone(),
                         weight: d.weight,
                         tags: d.tags.clone(),
-                        price: d.price,
+                        cost: DeploymentCost::new(d.price.clone(), rates.clone()),
                         ttft_ewma_us: AtomicU64::new(0),
                         next_key: AtomicUsize::new(0),
                     }));

@@ -1,4 +1,5 @@
-//! A usage event as a row of `usage_events` (see `schemas/migrations/clickhouse/0001_usage_events.sql`).
+//! A usage event as a row of `usage_events` (see `schemas/migrations/clickhouse/0001_usage_events.sql` and
+//! `0004_usage_cost.sql`).
 
 use clickhouse::Row;
 use serde::Serialize;
@@ -41,12 +42,22 @@ pub struct UsageRow {
     pub kafka_partition: i32,
     pub kafka_offset: i64,
     pub inserted_at_ms: u64,
+    pub cost_nanos: i64,
+    pub currency: String,
+    pub reporting_cost_nanos: i64,
+    pub reporting_currency: String,
+    pub price_version: String,
+    pub price_missing: u8,
+    pub tag_keys: Vec<String>,
+    pub tag_values: Vec<String>,
+    pub budget_lease: String,
 }
 
 impl UsageRow {
     #[must_use]
     pub fn new(e: UsageEvent, partition: i32, offset: i64, inserted_at_ms: u64) -> Self {
         let started_ms = u64::try_from(e.started_at_ms).unwrap_or(0);
+        let (tag_keys, tag_values) = e.tags.into_iter().unzip();
         Self {
             event_id: e.event_id,
             schema_version: e.schema_version,
@@ -79,6 +90,15 @@ impl UsageRow {
             kafka_partition: partition,
             kafka_offset: offset,
             inserted_at_ms,
+            cost_nanos: i64::try_from(e.cost.nanos).unwrap_or(i64::MAX),
+            currency: e.cost.currency,
+            reporting_cost_nanos: i64::try_from(e.cost.reporting_nanos).unwrap_or(i64::MAX),
+            reporting_currency: e.cost.reporting_currency,
+            price_version: e.cost.price_version,
+            price_missing: u8::from(e.cost.price_missing),
+            tag_keys,
+            tag_values,
+            budget_lease: e.budget_lease.map(|l| l.to_string()).unwrap_or_default(),
         }
     }
 }

@@ -10,6 +10,10 @@ pub const USAGE_EVENTS: &str = "usage_events";
 pub const USAGE_BY_MINUTE: &str = "usage_by_minute";
 /// Per-day aggregate table (fed by a materialized view).
 pub const USAGE_BY_DAY: &str = "usage_by_day";
+/// Per-minute spend by tenant / team / key / end user / model / provider and currency (fed by a view).
+pub const COST_BY_MINUTE: &str = "cost_by_minute";
+/// Per-day spend by business tag (fed by a view).
+pub const COST_BY_TAG_DAY: &str = "cost_by_tag_day";
 /// Applied migration versions.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
 
@@ -41,6 +45,21 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "usage_by_day",
         sql: include_str!("../migrations/clickhouse/0003_usage_by_day.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "usage_cost",
+        sql: include_str!("../migrations/clickhouse/0004_usage_cost.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "cost_by_minute",
+        sql: include_str!("../migrations/clickhouse/0005_cost_by_minute.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "cost_by_tag_day",
+        sql: include_str!("../migrations/clickhouse/0006_cost_by_tag.sql"),
     },
 ];
 
@@ -74,7 +93,7 @@ mod tests {
     #[test]
     fn migrations_are_ordered_and_split_into_statements() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
         let s = MIGRATIONS[1].statements("tg_test");
         assert_eq!(s.len(), 2);
         assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS tg_test.usage_by_minute"));

@@ -6,7 +6,8 @@
 //! on the writer thread, while reports over the embedded store are scans a single machine affords.
 
 /// Ordered migrations; index + 1 is the version recorded in `PRAGMA user_version`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS usage_events (
     event_id            TEXT PRIMARY KEY,
     schema_version      INTEGER NOT NULL,
@@ -36,4 +37,16 @@ CREATE TABLE IF NOT EXISTS usage_events (
     reasoning_tokens    INTEGER NOT NULL,
     usage_source        TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: cost and attribution. Tags are a JSON object (`{"feature":"summarize"}`), NULL when none.
+    r#"
+ALTER TABLE usage_events ADD COLUMN cost_nanos INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN currency TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage_events ADD COLUMN reporting_cost_nanos INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN reporting_currency TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage_events ADD COLUMN price_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage_events ADD COLUMN price_missing INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN tags TEXT;
+ALTER TABLE usage_events ADD COLUMN budget_lease TEXT;
+"#,
+];

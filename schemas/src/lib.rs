@@ -8,6 +8,8 @@
 //! - [`topics`] — names of the Kafka topics the pipeline uses.
 //! - [`embedded`] — DDL of the embedded (SQLite) usage store.
 //! - [`clickhouse`] — ClickHouse DDL as ordered migrations (raw usage + per-minute / per-day aggregates).
+//! - [`price`] — the shipped, versioned price table (`prices/seed.toml`), exact cost in nano-units, currency
+//!   normalisation.
 //!
 //! ## Versioning rules
 //! - Every event carries `schema_version`. Adding an optional field (`#[serde(default)]`) keeps the version;
@@ -17,7 +19,16 @@
 
 pub mod clickhouse;
 pub mod embedded;
+pub mod price;
 pub mod topics;
 pub mod usage;
 
-pub use usage::{Endpoint, Outcome, UsageEvent, UsageSource, UsageVector};
+pub use usage::{Cost, Endpoint, Outcome, UsageEvent, UsageSource, UsageVector};
+
+/// The one error type of this crate: contract data that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// A price table, price or exchange rate is malformed.
+    #[error("{0}")]
+    Price(String),
+}

@@ -1,5 +1,7 @@
 //! The usage event: one per request that passed authentication, success or failure.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -47,6 +49,32 @@ pub struct UsageEvent {
     pub ttft_ms: Option<u64>,
     pub usage: UsageVector,
     pub usage_source: UsageSource,
+    /// What the request cost. Events written before pricing existed decode with a zero, unpriced cost.
+    #[serde(default)]
+    pub cost: Cost,
+    /// Business labels (`x-tollgate-tags: feature=summarize,env=prod`, or the request's `metadata`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The budget lease the request's reservation came from, when a cluster budget applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_lease: Option<Uuid>,
+}
+
+/// A request's cost: exact nano-units in the price's own currency, and the same converted into the
+/// reporting currency (what budgets and cross-provider totals use).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Nano-units of `currency`.
+    pub nanos: u64,
+    /// ISO 4217 code of the price that applied; empty when no price applied.
+    pub currency: String,
+    /// Nano-units of `reporting_currency`.
+    pub reporting_nanos: u64,
+    pub reporting_currency: String,
+    /// Version of the price table (or `config`) that produced the cost.
+    pub price_version: String,
+    /// No price was known for the deployment: the cost is zero and flagged, never silently zero.
+    pub price_missing: bool,
 }
 
 /// Token counts in OpenAI's meaning: `cached_read_tokens` and `cache_write_tokens` are part of

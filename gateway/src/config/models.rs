@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::raw::{RawDeployment, RawModel, RawPrice};
+use super::raw::{RawDeployment, RawModel};
 use super::validator::Validator;
-use super::{DeploymentConfig, DeploymentPrice, ModelConfig, ProviderConfig, Strategy};
+use super::{DeploymentConfig, ModelConfig, PricingConfig, ProviderConfig, Strategy};
 
 /// Default upstream attempts per request.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
@@ -18,6 +18,7 @@ impl Validator<'_> {
         name: String,
         raw: RawModel,
         providers: &[ProviderConfig],
+        pricing: &PricingConfig,
     ) -> Option<ModelConfig> {
         let single_tier = raw.deployments.is_some();
         let raw_tiers: Vec<Vec<RawDeployment>> = match (raw.deployments, raw.tiers) {
@@ -61,7 +62,7 @@ impl Validator<'_> {
                 } else {
                     format!("{path}.tiers[{t}][{i}]")
                 };
-                match self.deployment(&at, d, providers) {
+                match self.deployment(&at, d, providers, pricing) {
                     Some(d) => deployments.push(d),
                     None => ok = false,
                 }
@@ -108,6 +109,7 @@ impl Validator<'_> {
         path: &str,
         raw: RawDeployment,
         providers: &[ProviderConfig],
+        pricing: &PricingConfig,
     ) -> Option<DeploymentConfig> {
         let Some(provider) = providers.iter().find(|p| p.name == raw.provider) else {
             self.issue(
@@ -123,10 +125,16 @@ impl Validator<'_> {
         if raw.weight == Some(0) {
             self.issue(&format!("{path}.weight"), "must be at least 1");
         }
-        let price = match raw.price {
-            None => None,
-            Some(p) => Some(self.price(&format!("{path}.price"), &p)?),
-        };
+        let price = self.deployment_price(
+            &format!("{path}.price"),
+            raw.price.as_ref(),
+            provider,
+            &raw.model,
+            pricing,
+        );
+        if raw.price.is_some() && price.is_none() {
+            return None;
+        }
         let mut tags = provider.tags.clone();
         tags.extend(raw.tags.unwrap_or_default());
         Some(DeploymentConfig {
@@ -136,64 +144,5 @@ impl Validator<'_> {
             tags,
             price,
         })
-    }
-
-    fn price(&mut self, path: &str, raw: &RawPrice) -> Option<DeploymentPrice> {
-        let input = parse_decimal_nanos(&raw.input_per_mtok);
-        let output = parse_decimal_nanos(&raw.output_per_mtok);
-        if input.is_none() {
-            self.issue(
-                &format!("{path}.input_per_mtok"),
-                "must be a decimal amount like \"2.50\"",
-            );
-        }
-        if output.is_none() {
-            self.issue(
-                &format!("{path}.output_per_mtok"),
-                "must be a decimal amount like \"10.00\"",
-            );
-        }
-        Some(DeploymentPrice {
-            input_nanos_per_mtok: input?,
-            output_nanos_per_mtok: output?,
-        })
-    }
-}
-
-/// `"2.50"` → 2_500_000_000 (nano-units). At most 9 decimals, no sign, no exponent: money never goes
-/// through a float.
-#[must_use]
-pub fn parse_decimal_nanos(text: &str) -> Option<u64> {
-    let (whole, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
-    if whole.is_empty()
-        || frac.len() > 9
-        || !whole
-            .bytes()
-            .chain(frac.bytes())
-            .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let whole: u64 = whole.parse().ok()?;
-    let frac_nanos: u64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
-    whole.checked_mul(1_000_000_000)?.checked_add(frac_nanos)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_decimal_nanos;
-
-    #[test]
-    fn decimals_become_exact_nanos() {
-        assert_eq!(parse_decimal_nanos("2.50"), Some(2_500_000_000));
-        assert_eq!(parse_decimal_nanos("0.000000001"), Some(1));
-        assert_eq!(parse_decimal_nanos("10"), Some(10_000_000_000));
-        for bad in ["", ".5", "1.0000000001", "-1", "1e3", "1,5", "abc"] {
-            assert_eq!(parse_decimal_nanos(bad), None, "{bad}");
-        }
     }
 }

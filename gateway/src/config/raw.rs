@@ -66,8 +66,16 @@ pub struct RawDeployment {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
+    /// Default: the reporting currency (`[pricing] currency`).
+    pub currency: Option<String>,
     pub input_per_mtok: String,
     pub output_per_mtok: String,
+    /// Default: `input_per_mtok`.
+    pub cached_read_per_mtok: Option<String>,
+    /// Default: `input_per_mtok`.
+    pub cache_write_per_mtok: Option<String>,
+    /// Default: `output_per_mtok`.
+    pub reasoning_per_mtok: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

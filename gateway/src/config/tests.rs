@@ -9,6 +9,11 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |name: &str| map.get(name).cloned()
 }
 
+/// Loads a document with an empty environment (for tests of other config modules).
+pub(super) fn load_with(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, &env_of(&[]))
+}
+
 const GOOD: &str = r#"
 [server]
 listen = "${TOLLGATE_LISTEN:-127.0.0.1:8080}"

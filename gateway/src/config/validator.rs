@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::pricing::{RawPriceRow, RawPricing};
 use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant};
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
     ServerConfig, StoreConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
+    "pricing",
+    "prices",
     "server",
     "store",
     "kafka",
@@ -114,6 +117,15 @@ impl<'a> Validator<'a> {
             .remove("kafka")
             .and_then(|v| self.section::<RawKafka>("kafka", v))
             .map(|k| self.kafka(k));
+        let raw_pricing = root
+            .remove("pricing")
+            .and_then(|v| self.section::<RawPricing>("pricing", v))
+            .unwrap_or_default();
+        let raw_prices = root
+            .remove("prices")
+            .and_then(|v| self.section::<Vec<RawPriceRow>>("prices", v))
+            .unwrap_or_default();
+        let pricing = self.pricing(raw_pricing, raw_prices);
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
@@ -141,7 +153,7 @@ impl<'a> Validator<'a> {
             .filter_map(|(name, v)| {
                 let path = format!("models.{name}");
                 let raw = self.section::<RawModel>(&path, v)?;
-                self.model(&path, name, raw, &providers)
+                self.model(&path, name, raw, &providers, pricing.as_ref()?)
             })
             .collect();
         let model_names: HashSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
@@ -187,6 +199,7 @@ impl<'a> Validator<'a> {
             providers,
             models,
             keys,
+            pricing: pricing?,
         })
     }
 

@@ -172,6 +172,14 @@ impl Writer {
                     e.usage.cache_write_tokens,
                     e.usage.reasoning_tokens,
                     e.usage_source.as_str(),
+                    e.cost.nanos,
+                    e.cost.currency,
+                    e.cost.reporting_nanos,
+                    e.cost.reporting_currency,
+                    e.cost.price_version,
+                    e.cost.price_missing,
+                    tags_json(&e.tags),
+                    e.budget_lease.map(|l| l.to_string()),
                 ])?;
             }
         }
@@ -182,14 +190,21 @@ impl Writer {
 const INSERT: &str = "INSERT OR IGNORE INTO usage_events (event_id, schema_version, started_at_ms, finished_at_ms, \
     tenant, team, key_id, end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, \
     outcome, http_status, error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, \
-    cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source) \
+    cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_nanos, currency, \
+    reporting_cost_nanos, reporting_currency, price_version, price_missing, tags, budget_lease) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-    ?23, ?24, ?25, ?26, ?27)";
+    ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)";
+
+/// Tags as stored: a JSON object, or NULL when there are none.
+fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
 
 const SELECT: &str = "SELECT event_id, schema_version, started_at_ms, finished_at_ms, tenant, team, key_id, \
     end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, outcome, http_status, \
     error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_read_tokens, \
-    cache_write_tokens, reasoning_tokens, usage_source FROM usage_events ORDER BY event_id";
+    cache_write_tokens, reasoning_tokens, usage_source, cost_nanos, currency, reporting_cost_nanos, \
+    reporting_currency, price_version, price_missing, tags, budget_lease FROM usage_events ORDER BY event_id";
 
 /// Every stored event, oldest first, rebuilt from its columns.
 ///
@@ -240,6 +255,27 @@ pub fn read_all(conn: &Connection) -> rusqlite::Result<Vec<UsageEvent>> {
                 reasoning_tokens: r.get(25)?,
             },
             usage_source: name(26, r.get(26)?)?,
+            cost: tollgate_schemas::Cost {
+                nanos: r.get(27)?,
+                currency: r.get(28)?,
+                reporting_nanos: r.get(29)?,
+                reporting_currency: r.get(30)?,
+                price_version: r.get(31)?,
+                price_missing: r.get(32)?,
+            },
+            tags: match r.get::<_, Option<String>>(33)? {
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        33,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+                None => std::collections::BTreeMap::new(),
+            },
+            budget_lease: r
+                .get::<_, Option<String>>(34)?
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok()),
         })
     })?;
     rows.collect()
@@ -279,6 +315,9 @@ mod tests {
                 ..UsageVector::default()
             },
             usage_source: UsageSource::Provider,
+            cost: tollgate_schemas::Cost::default(),
+            tags: std::collections::BTreeMap::new(),
+            budget_lease: None,
         }
     }
 

@@ -28,6 +28,8 @@ struct Peek<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
 }
 
 /// A client's request, read and checked; the body is kept as the client's bytes.
@@ -37,7 +39,10 @@ pub struct ClientRequest {
     pub stream: bool,
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: bool,
+    /// `x-tollgate-end-user`, else `user`.
     pub end_user: Option<String>,
+    /// Business tags (`x-tollgate-tags` over `metadata`).
+    pub tags: std::collections::BTreeMap<String, String>,
     pub has_max_completion_tokens: bool,
     /// The output cap the client asked for (`max_completion_tokens`, else `max_tokens`).
     pub max_output_tokens: Option<u32>,
@@ -111,6 +116,11 @@ impl ClientRequest {
             .user
             .and_then(|u| serde_json::from_str::<String>(u.get()).ok())
             .map(|u| u.chars().take(256).collect());
+        let end_user = super::attribution::end_user(headers, end_user)?;
+        let metadata = peek
+            .metadata
+            .and_then(|m| serde_json::from_str::<Value>(m.get()).ok());
+        let tags = super::attribution::tags(headers, metadata.as_ref())?;
         let has_max_completion_tokens = peek.max_completion_tokens.is_some();
         let max_output_tokens = peek
             .max_completion_tokens
@@ -122,6 +132,7 @@ impl ClientRequest {
             stream,
             include_usage,
             end_user,
+            tags,
             has_max_completion_tokens,
             max_output_tokens,
         })

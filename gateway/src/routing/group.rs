@@ -72,7 +72,7 @@ impl DeploymentGroup {
                 }
                 Strategy::LowestCost => {
                     let mut ordered = deployments.clone();
-                    ordered.sort_by_key(|d| d.price.map_or(u64::MAX, |p| p.rank()));
+                    ordered.sort_by_key(|d| d.cost.rank());
                     push_keys(ordered.into_iter(), &mut out);
                 }
             }

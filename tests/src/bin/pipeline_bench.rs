@@ -375,11 +375,32 @@ async fn cleanup(brokers: &str, topics: &[String], groups: &[String]) -> anyhow:
     Ok(failed.is_empty())
 }
 
+/// The shipped price of the synthetic events' model, looked up once.
+fn seed_price() -> Option<&'static tollgate_schemas::price::Price> {
+    static PRICE: std::sync::OnceLock<Option<tollgate_schemas::price::Price>> =
+        std::sync::OnceLock::new();
+    PRICE
+        .get_or_init(|| {
+            tollgate_schemas::price::PriceTable::seed()
+                .ok()
+                .and_then(|t| t.lookup("openai", "gpt-4o-mini-2024-07-18").cloned())
+        })
+        .as_ref()
+}
+
 /// A realistic event: the shape the gateway emits for a successful non-streaming chat completion.
 fn synthetic_event(i: u64, tenants: &[(String, String, String)], now_ms: i64) -> UsageEvent {
     let (tenant, team, key) = &tenants[usize::try_from(i).unwrap_or(0) % tenants.len()];
     let prompt = 9 + i % 700;
     let completion = 10 + i % 300;
+    let usage = UsageVector {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cached_read_tokens: prompt / 4,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+    };
+    let nanos = seed_price().map_or(0, |p| p.cost_nanos(&usage));
     UsageEvent {
         schema_version: USAGE_SCHEMA_VERSION,
         event_id: uuid::Uuid::now_v7(),
@@ -406,14 +427,18 @@ fn synthetic_event(i: u64, tenants: &[(String, String, String)], now_ms: i64) ->
         attempts: 1,
         latency_ms: 120,
         ttft_ms: Some(45),
-        usage: UsageVector {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            cached_read_tokens: prompt / 4,
-            cache_write_tokens: 0,
-            reasoning_tokens: 0,
-        },
+        usage,
         usage_source: UsageSource::Provider,
+        cost: tollgate_schemas::Cost {
+            nanos,
+            currency: "USD".into(),
+            reporting_nanos: nanos,
+            reporting_currency: "USD".into(),
+            price_version: "2026-11-01".into(),
+            price_missing: false,
+        },
+        tags: [("feature".to_string(), format!("f{}", i % 5))].into(),
+        budget_lease: None,
     }
 }
 

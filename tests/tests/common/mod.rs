@@ -33,6 +33,9 @@ pub fn base_config(mock: &MockUpstream, extra: &str) -> String {
     let openai = mock.base_url(Dialect::OpenAi);
     format!(
         r#"
+[pricing.rates]
+CNY = "0.14"
+
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 65536

@@ -1,0 +1,270 @@
+//! Validating `[pricing]`, `[[prices]]` and a deployment's `price`: every deployment ends with a known price
+//! (and where it came from) or is flagged as unpriced — never a silent zero.
+//!
+//! Precedence: the deployment's own `price`, then a `[[prices]]` row for its provider kind and upstream model,
+//! then the shipped table (`tollgate_schemas::price::SEED_TABLE`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tollgate_schemas::price::{ExchangeRates, Price, PriceEntry, PriceTable, PriceText};
+
+use super::raw::RawPrice;
+use super::validator::Validator;
+use super::{DeploymentPrice, MissingPrice, PricingConfig, ProviderConfig};
+
+/// Version recorded on events priced from the config file rather than the shipped table.
+pub const CONFIG_PRICE_VERSION: &str = "config";
+
+/// `[pricing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// Reporting currency (budgets and cross-provider totals). Default USD.
+    pub currency: Option<String>,
+    /// `record` (default: zero cost flagged `price_missing`, counted in /metrics, warned at start) or `reject`
+    /// (the config does not load while a deployment has no price).
+    pub missing: Option<String>,
+    /// Units of the reporting currency one unit of another currency buys: `CNY = "0.14"`.
+    pub rates: Option<BTreeMap<String, String>>,
+}
+
+/// One `[[prices]]` row: a price for a provider kind and upstream model (exact id or prefix).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPriceRow {
+    pub provider: String,
+    pub model: String,
+    #[serde(flatten)]
+    pub price: PriceText,
+}
+
+impl Validator<'_> {
+    pub(super) fn pricing(
+        &mut self,
+        raw: RawPricing,
+        rows: Vec<RawPriceRow>,
+    ) -> Option<PricingConfig> {
+        let currency = raw.currency.unwrap_or_else(|| "USD".into());
+        let rates = match ExchangeRates::new(&currency, &raw.rates.unwrap_or_default()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.issue("pricing", e.to_string());
+                None
+            }
+        };
+        let missing = match raw.missing.as_deref() {
+            None | Some("record") => Some(MissingPrice::Record),
+            Some("reject") => Some(MissingPrice::Reject),
+            Some(other) => {
+                self.issue(
+                    "pricing.missing",
+                    format!("{other:?} is not a policy (expected \"record\" or \"reject\")"),
+                );
+                None
+            }
+        };
+        let mut entries = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            match row.price.parse() {
+                Ok(price) => entries.push(PriceEntry {
+                    provider: row.provider,
+                    model: row.model,
+                    price,
+                }),
+                Err(e) => self.issue(&format!("prices[{i}]"), e.to_string()),
+            }
+        }
+        let overrides = match PriceTable::new(CONFIG_PRICE_VERSION.into(), entries) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.issue("prices", e.to_string());
+                None
+            }
+        };
+        let table = match PriceTable::seed() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.issue("prices", format!("the shipped price table is broken: {e}"));
+                None
+            }
+        };
+        Some(PricingConfig {
+            rates: rates?,
+            missing: missing?,
+            overrides: overrides?,
+            table: table?,
+        })
+    }
+
+    /// The price of one deployment: its own `price`, a `[[prices]]` row, the shipped table, or `None`.
+    pub(super) fn deployment_price(
+        &mut self,
+        path: &str,
+        raw: Option<&RawPrice>,
+        provider: &ProviderConfig,
+        upstream_model: &str,
+        pricing: &PricingConfig,
+    ) -> Option<DeploymentPrice> {
+        let kind = provider.kind.name();
+        let (price, version) = if let Some(raw) = raw {
+            let text = PriceText {
+                currency: raw
+                    .currency
+                    .clone()
+                    .unwrap_or_else(|| pricing.rates.reporting.clone()),
+                input: raw.input_per_mtok.clone(),
+                output: raw.output_per_mtok.clone(),
+                cached_read: raw.cached_read_per_mtok.clone(),
+                cache_write: raw.cache_write_per_mtok.clone(),
+                reasoning: raw.reasoning_per_mtok.clone(),
+            };
+            match text.parse() {
+                Ok(p) => (p, CONFIG_PRICE_VERSION.to_string()),
+                Err(e) => {
+                    self.issue(path, e.to_string());
+                    return None;
+                }
+            }
+        } else if let Some(p) = pricing.overrides.lookup(kind, upstream_model) {
+            (p.clone(), CONFIG_PRICE_VERSION.to_string())
+        } else if let Some(p) = pricing.table.lookup(kind, upstream_model) {
+            (p.clone(), pricing.table.version.clone())
+        } else {
+            if pricing.missing == MissingPrice::Reject {
+                self.issue(
+                    path,
+                    format!(
+                        "no price for {kind} model {upstream_model:?} and [pricing] missing = \"reject\": \
+                         add `price = {{ input_per_mtok = \"…\", output_per_mtok = \"…\" }}` here or a \
+                         [[prices]] row"
+                    ),
+                );
+            }
+            return None;
+        };
+        let rank = self.reporting_rank(path, &price, pricing)?;
+        Some(DeploymentPrice {
+            price,
+            version,
+            rank,
+        })
+    }
+
+    /// Input + output price in the reporting currency (what `lowest-cost` compares); an issue when the
+    /// price's currency has no configured rate.
+    fn reporting_rank(
+        &mut self,
+        path: &str,
+        price: &Price,
+        pricing: &PricingConfig,
+    ) -> Option<u64> {
+        let rank = pricing.rates.to_reporting(price.rank(), &price.currency);
+        if rank.is_none() {
+            self.issue(
+                path,
+                format!(
+                    "priced in {} but [pricing.rates] has no rate for it (reporting currency {}): add \
+                     `{} = \"<{} per {}>\"`",
+                    price.currency,
+                    pricing.rates.reporting,
+                    price.currency,
+                    pricing.rates.reporting,
+                    price.currency
+                ),
+            );
+        }
+        rank
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::load_with;
+
+    const PROVIDERS: &str = r#"
+[providers.oa]
+kind = "openai"
+api_key = "sk-x"
+[providers.ds]
+kind = "dashscope"
+api_key = "sk-y"
+[providers.local]
+kind = "vllm"
+base_url = "http://127.0.0.1:9/v1"
+"#;
+
+    #[test]
+    fn deployments_take_their_own_price_then_overrides_then_the_shipped_table() {
+        let cfg = load_with(&format!(
+            r#"{PROVIDERS}
+[pricing.rates]
+CNY = "0.14"
+[[prices]]
+provider = "openai"
+model = "gpt-4o"
+currency = "USD"
+input = "2.00"
+output = "8.00"
+[models.a]
+deployments = [{{ provider = "oa", model = "gpt-4o-2024-08-06" }}]
+[models.b]
+deployments = [{{ provider = "oa", model = "gpt-4o-mini", price = {{ input_per_mtok = "1", output_per_mtok = "2" }} }}]
+[models.c]
+deployments = [{{ provider = "ds", model = "qwen-plus" }}]
+[models.d]
+deployments = [{{ provider = "local", model = "llama" }}]
+"#
+        ))
+        .unwrap();
+        let price = |m: &str| {
+            cfg.models.iter().find(|x| x.name == m).unwrap().tiers[0][0]
+                .price
+                .clone()
+        };
+        let a = price("a").unwrap();
+        assert_eq!(
+            (a.price.input, a.version.as_str()),
+            (2_000_000_000, "config")
+        );
+        let b = price("b").unwrap();
+        assert_eq!(
+            (b.price.output, b.price.currency.as_str()),
+            (2_000_000_000, "USD")
+        );
+        let c = price("c").unwrap();
+        assert_eq!(c.price.currency, "CNY");
+        assert_eq!(
+            c.version,
+            tollgate_schemas::price::PriceTable::seed().unwrap().version
+        );
+        // 0.80 + 2.00 CNY at 0.14 = 0.392 USD.
+        assert_eq!(c.rank, 392_000_000);
+        assert!(price("d").is_none());
+    }
+
+    #[test]
+    fn reject_policy_and_missing_rates_fail_the_load_with_paths() {
+        let err = load_with(&format!(
+            r#"{PROVIDERS}
+[pricing]
+missing = "reject"
+[models.c]
+deployments = [{{ provider = "ds", model = "qwen-plus" }}]
+[models.d]
+deployments = [{{ provider = "local", model = "llama" }}]
+"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("models.d.deployments[0]") && err.contains("no price"),
+            "{err}"
+        );
+        assert!(err.contains("no rate for it"), "{err}");
+        let err = load_with(&format!("{PROVIDERS}\n[pricing]\nmissing = \"maybe\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pricing.missing"), "{err}");
+    }
+}
