@@ -108,23 +108,60 @@ impl KeyStore {
     /// [`GatewayError::MissingApiKey`] when neither header carries a key, [`GatewayError::InvalidApiKey`] when
     /// the key is unknown.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let key = bearer
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(GatewayError::MissingApiKey)?;
+        let key = presented_key(headers).ok_or(GatewayError::MissingApiKey)?;
         self.by_hash
             .get(&KeyHash::of(key))
             .cloned()
             .ok_or(GatewayError::InvalidApiKey)
     }
+}
+
+/// The admin key (master key of `/admin/*`), kept as its hash.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminKey(Option<KeyHash>);
+
+impl AdminKey {
+    #[must_use]
+    pub fn new(hash: Option<KeyHash>) -> Self {
+        Self(hash)
+    }
+
+    /// Checks the admin key sent as `Authorization: Bearer <key>` or `x-api-key`.
+    ///
+    /// # Errors
+    /// [`GatewayError::AdminDisabled`] when no admin key is configured, [`GatewayError::NotAdmin`] when the
+    /// key is missing or wrong (virtual keys are never admin keys).
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
+        let expected = self.0.ok_or(GatewayError::AdminDisabled)?;
+        let sent = presented_key(headers).ok_or(GatewayError::NotAdmin)?;
+        let got = KeyHash::of(sent);
+        // Compare every byte: no early exit on the first difference.
+        let diff = got
+            .0
+            .iter()
+            .zip(expected.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            Ok(())
+        } else {
+            Err(GatewayError::NotAdmin)
+        }
+    }
+}
+
+/// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]
@@ -160,6 +197,26 @@ mod tests {
         assert!(a.starts_with(KEY_PREFIX) && a.len() == 43);
         assert_eq!(KeyHash::from_hex(&ha.to_hex()), Some(ha));
         assert_eq!(KeyHash::of(&a), ha);
+    }
+
+    #[test]
+    fn the_admin_key_is_checked_and_off_without_config() {
+        let admin = AdminKey::new(Some(KeyHash::of("tg-admin")));
+        assert!(admin
+            .check(&headers("authorization", "Bearer tg-admin"))
+            .is_ok());
+        assert!(matches!(
+            admin.check(&headers("authorization", "Bearer tg-other")),
+            Err(GatewayError::NotAdmin)
+        ));
+        assert!(matches!(
+            admin.check(&HeaderMap::new()),
+            Err(GatewayError::NotAdmin)
+        ));
+        assert!(matches!(
+            AdminKey::new(None).check(&headers("x-api-key", "tg-admin")),
+            Err(GatewayError::AdminDisabled)
+        ));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
     pub pricing: PricingConfig,
+    /// Hash of the admin key (`[admin]`); `None` turns the admin API, usage API and usage page off.
+    pub admin: Option<KeyHash>,
     /// `[teams.<name>]`: limits shared by every key of a team.
     pub teams: BTreeMap<String, Limits>,
     /// `[tenants.<name>]`: constraints on every key of a tenant.

@@ -80,6 +80,33 @@ pub enum GatewayError {
     UpstreamUnreachable { provider: String, message: String },
     #[error("upstream {provider} stream ended before completion: {reason}")]
     StreamTruncated { provider: String, reason: String },
+    /// A budget of the caller (tenant, team, key, end user or tag) has no room for this request.
+    #[error("budget exhausted: {subject} has spent its {period} budget of {limit}; {detail}")]
+    BudgetExceeded {
+        /// `tenant acme`, `key ci`, `end_user alice`, …
+        subject: String,
+        period: String,
+        /// The limit as a decimal amount with its currency (`100 USD`).
+        limit: String,
+        detail: String,
+        /// Until the period resets (`None` for a total budget).
+        retry_after: Option<Duration>,
+    },
+    /// The admin API is off (no `[admin]` in the config).
+    #[error("the admin API is disabled; set [admin] key_env or sha256 in the config to enable it")]
+    AdminDisabled,
+    /// The admin key is missing or wrong.
+    #[error("this endpoint needs the admin key")]
+    NotAdmin,
+    /// An admin resource that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin change that conflicts with the current state (a name already taken, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (ClickHouse for reports, …) is not answering.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -97,6 +124,11 @@ impl GatewayError {
             | Self::ModelNotAllowed(_)
             | Self::NoEligibleDeployment { .. }
             | Self::RateLimited(_)
+            | Self::BudgetExceeded { .. }
+            | Self::AdminDisabled
+            | Self::NotAdmin
+            | Self::NotFound(_)
+            | Self::Conflict(_)
             | Self::UnknownModel(_) => Origin::Client,
             Self::UpstreamRejected(_)
             | Self::UpstreamFailed { .. }
@@ -105,7 +137,7 @@ impl GatewayError {
             | Self::UpstreamUnreachable { .. }
             | Self::StreamTruncated { .. }
             | Self::AllCoolingDown { .. } => Origin::Upstream,
-            Self::Internal(_) => Origin::Gateway,
+            Self::Internal(_) | Self::Unavailable(_) => Origin::Gateway,
         }
     }
 
@@ -132,8 +164,13 @@ impl GatewayError {
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => StatusCode::FORBIDDEN,
             Self::AllCoolingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::UnknownModel(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited(_) | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UnknownModel(_) | Self::AdminDisabled | Self::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::NotAdmin => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected(e) => e.status,
             Self::UpstreamFailed { .. }
             | Self::UpstreamAuthFailed { .. }
@@ -170,13 +207,23 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout".into(),
             Self::UpstreamUnreachable { .. } => "upstream_unreachable".into(),
             Self::StreamTruncated { .. } => "stream_truncated".into(),
+            Self::BudgetExceeded { .. } => "budget_exceeded".into(),
+            Self::AdminDisabled => "admin_api_disabled".into(),
+            Self::NotAdmin => "invalid_admin_key".into(),
+            Self::NotFound(_) => "not_found".into(),
+            Self::Conflict(_) => "conflict".into(),
+            Self::Unavailable(_) => "unavailable".into(),
             Self::Internal(_) => "internal_error".into(),
         }
     }
 
     fn error_type(&self) -> String {
         match self {
-            Self::MissingApiKey | Self::InvalidApiKey => "authentication_error".into(),
+            Self::MissingApiKey | Self::InvalidApiKey | Self::NotAdmin => {
+                "authentication_error".into()
+            }
+            Self::BudgetExceeded { .. } => "insufficient_quota".into(),
+            Self::Unavailable(_) => "server_error".into(),
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => {
                 "permission_error".into()
             }
@@ -238,6 +285,7 @@ impl IntoResponse for GatewayError {
         }
         let retry_after = match &self {
             Self::AllCoolingDown { retry_after, .. } => Some(*retry_after),
+            Self::BudgetExceeded { retry_after, .. } => *retry_after,
             Self::RateLimited(r) => {
                 for (name, value) in &r.headers {
                     if let Ok(v) = HeaderValue::from_str(value) {
@@ -253,6 +301,7 @@ impl IntoResponse for GatewayError {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         // The OpenAI SDKs honour `x-should-retry`; tell them when a retry is pointless.
+        // A spent budget does not come back in seconds: no retry either.
         if (matches!(self.origin(), Origin::Client) && !matches!(self, Self::RateLimited(_)))
             || matches!(&self, Self::UpstreamRejected(e) if e.quota_exhausted)
         {

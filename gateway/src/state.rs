@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::KeyStore;
+use crate::auth::{AdminKey, KeyStore};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::events::EventSink;
@@ -12,6 +12,10 @@ use crate::routing::ModelRouter;
 
 pub struct AppState {
     pub keys: KeyStore,
+    /// The admin API's key.
+    pub admin: AdminKey,
+    /// The validated config this state was built from (admin and report endpoints read it).
+    pub config: Arc<Config>,
     pub router: ModelRouter,
     pub sink: EventSink,
     pub metrics: Arc<Metrics>,
@@ -32,6 +36,8 @@ impl AppState {
         ));
         Ok(Self {
             keys: KeyStore::new(&config.keys, &config.tenants),
+            admin: AdminKey::new(config.admin),
+            config: Arc::new(config.clone()),
             router: ModelRouter::try_new(config, &metrics)?,
             sink,
             metrics,

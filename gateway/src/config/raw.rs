@@ -99,3 +99,11 @@ pub struct RawKafka {
     pub spool_max_bytes: Option<u64>,
     pub message_timeout_ms: Option<u64>,
 }
+
+/// `[admin]`: the master key of the admin API, usage API and usage page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub sha256: Option<String>,
+    pub key_env: Option<String>,
+}

@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::pricing::{RawPriceRow, RawPricing};
-use super::raw::{RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant};
+use super::raw::{
+    RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant,
+};
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
     ServerConfig, StoreConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
+use crate::auth::KeyHash;
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
+    "admin",
     "pricing",
     "prices",
     "server",
@@ -117,6 +121,10 @@ impl<'a> Validator<'a> {
             .remove("kafka")
             .and_then(|v| self.section::<RawKafka>("kafka", v))
             .map(|k| self.kafka(k));
+        let admin = root
+            .remove("admin")
+            .and_then(|v| self.section::<RawAdmin>("admin", v))
+            .and_then(|a| self.admin(a));
         let raw_pricing = root
             .remove("pricing")
             .and_then(|v| self.section::<RawPricing>("pricing", v))
@@ -200,6 +208,7 @@ impl<'a> Validator<'a> {
             models,
             keys,
             pricing: pricing?,
+            admin,
         })
     }
 
@@ -227,6 +236,33 @@ impl<'a> Validator<'a> {
             listen: listen?,
             max_body_bytes: max_body_bytes?,
         })
+    }
+
+    /// The admin key's hash: `sha256` (from `tollgate keys new`) or the key itself in `key_env`.
+    fn admin(&mut self, raw: RawAdmin) -> Option<KeyHash> {
+        match (raw.sha256.as_deref(), raw.key_env.as_deref()) {
+            (Some(hex), None) => KeyHash::from_hex(hex).or_else(|| {
+                self.issue(
+                    "admin.sha256",
+                    "must be 64 hex characters (see `tollgate keys new`)",
+                );
+                None
+            }),
+            (None, Some(var)) => match self.env.var(var).filter(|v| !v.is_empty()) {
+                Some(raw_key) => Some(KeyHash::of(&raw_key)),
+                None => {
+                    self.issue(
+                        "admin.key_env",
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.issue("admin", "set exactly one of `sha256` or `key_env`");
+                None
+            }
+        }
     }
 
     fn kafka(&mut self, raw: RawKafka) -> KafkaConfig {
