@@ -1,8 +1,9 @@
-//! Applies the ClickHouse migrations at start: idempotent (every statement is `IF NOT EXISTS`) and recorded
+//! Applies the ClickHouse migrations at start: idempotent (every statement is `IF NOT EXISTS`, or an added column
+//! skipped when it exists) and recorded
 //! in `schema_migrations`, so a consumer that restarts mid-migration just finishes it.
 
 use clickhouse::Client;
-use tollgate_schemas::clickhouse::{statements, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use tollgate_schemas::clickhouse::{added_column, statements, MIGRATIONS, MIGRATIONS_TABLE_DDL};
 
 use crate::error::MeteringError;
 
@@ -28,6 +29,20 @@ pub async fn apply(client: &Client, database: &str) -> Result<Vec<u32>, Metering
     let mut done = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for statement in m.statements(database) {
+            if let Some((table, column)) = added_column(&statement) {
+                let exists: u64 = client
+                    .query(
+                        "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+                    )
+                    .bind(database)
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one()
+                    .await?;
+                if exists > 0 {
+                    continue;
+                }
+            }
             client.query(&statement).execute().await.map_err(|source| {
                 MeteringError::Migration {
                     version: m.version,

@@ -14,6 +14,10 @@ pub const USAGE_BY_DAY: &str = "usage_by_day";
 pub const COST_BY_MINUTE: &str = "cost_by_minute";
 /// Per-day spend by business tag (fed by a view).
 pub const COST_BY_TAG_DAY: &str = "cost_by_tag_day";
+/// Budgets as last set through the control log (ReplacingMergeTree by `version`).
+pub const BUDGETS: &str = "budgets";
+/// Re-pricing differences, one row per (correction run, event).
+pub const COST_CORRECTIONS: &str = "cost_corrections";
 /// Applied migration versions.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
 
@@ -61,6 +65,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cost_by_tag_day",
         sql: include_str!("../migrations/clickhouse/0006_cost_by_tag.sql"),
     },
+    Migration {
+        version: 7,
+        name: "budgets",
+        sql: include_str!("../migrations/clickhouse/0007_budgets.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "cost_corrections",
+        sql: include_str!("../migrations/clickhouse/0008_cost_corrections.sql"),
+    },
 ];
 
 impl Migration {
@@ -86,6 +100,32 @@ pub fn statements(sql: &str, db: &str) -> Vec<String> {
         .collect()
 }
 
+/// `(table, column)` when `statement` is `ALTER TABLE <db>.<table> ADD COLUMN <column> …` (one column): the
+/// migrator skips it when the column exists, since 18.16 has no `ADD COLUMN IF NOT EXISTS`.
+#[must_use]
+pub fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let mut words = statement.split_whitespace();
+    let head: Vec<&str> = words.by_ref().take(2).collect();
+    if !head
+        .iter()
+        .map(|w| w.to_ascii_uppercase())
+        .eq(["ALTER", "TABLE"])
+    {
+        return None;
+    }
+    let table = words.next()?;
+    let table = table.split_once('.').map_or(table, |(_, t)| t);
+    let verb: Vec<&str> = words.by_ref().take(2).collect();
+    if !verb
+        .iter()
+        .map(|w| w.to_ascii_uppercase())
+        .eq(["ADD", "COLUMN"])
+    {
+        return None;
+    }
+    Some((table, words.next()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +133,7 @@ mod tests {
     #[test]
     fn migrations_are_ordered_and_split_into_statements() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
         let s = MIGRATIONS[1].statements("tg_test");
         assert_eq!(s.len(), 2);
         assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS tg_test.usage_by_minute"));
@@ -101,5 +141,11 @@ mod tests {
         assert!(s
             .iter()
             .all(|st| !st.contains("{db}") && !st.contains("--")));
+        let alters = MIGRATIONS[3].statements("tg_test");
+        assert_eq!(
+            added_column(&alters[0]),
+            Some(("usage_events", "cost_nanos"))
+        );
+        assert_eq!(added_column(&s[0]), None);
     }
 }
