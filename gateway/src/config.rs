@@ -4,6 +4,7 @@
 //! cannot hold a bad state (`SocketAddr`, `Url`, `Duration`, [`Secret`], [`KeyHash`]). Every problem is
 //! collected with its path and reported at once; secret values never appear in a message.
 
+mod budgets;
 mod interpolate;
 mod keys;
 mod models;
@@ -43,6 +44,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
     pub pricing: PricingConfig,
+    /// `[budget_settings]` and `[budgets.<id>]`.
+    pub budgets: BudgetConfig,
     /// Hash of the admin key (`[admin]`); `None` turns the admin API, usage API and usage page off.
     pub admin: Option<KeyHash>,
     /// `[teams.<name>]`: limits shared by every key of a team.
@@ -170,6 +173,15 @@ pub struct DeploymentPrice {
     pub version: String,
     /// Input + output price per million tokens in the reporting currency (the `lowest-cost` key).
     pub rank: u64,
+}
+
+/// Budgets and their shared settings.
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    pub specs: Vec<crate::budget::BudgetSpec>,
+    pub settings: crate::budget::BudgetSettings,
+    /// Where threshold alerts go (always signed).
+    pub webhook: Option<crate::budget::alerts::WebhookConfig>,
 }
 
 /// `[pricing]` with the price tables it resolves against.

@@ -42,6 +42,11 @@ pub struct Exchange {
     client_gone: Arc<AtomicBool>,
     /// The rate-limit admission, settled with the real token count when the exchange ends.
     admission: Option<Admission>,
+    /// Completion tokens the budget reservation covers: a stream producing more content chunks than this (each
+    /// carries at least one token) is cut.
+    pub reserved_output_tokens: Option<u64>,
+    /// Budget reservations, settled with the actual cost when the exchange ends.
+    budget: Option<crate::budget::BudgetHold>,
     /// `x-ratelimit-*` headers for the client's response.
     rate_limit_headers: Vec<(&'static str, String)>,
     finished: bool,
@@ -102,6 +107,8 @@ impl Exchange {
             request_bytes: 0,
             client_gone,
             admission: None,
+            budget: None,
+            reserved_output_tokens: None,
             rate_limit_headers: Vec::new(),
             finished: false,
         }
@@ -126,6 +133,11 @@ impl Exchange {
     pub fn admitted(&mut self, admission: Admission) {
         self.rate_limit_headers = admission.headers();
         self.admission = Some(admission);
+    }
+
+    /// Holds the request's budget reservations until the exchange ends.
+    pub fn budgeted(&mut self, hold: crate::budget::BudgetHold) {
+        self.budget = Some(hold);
     }
 
     /// Adds `x-request-id` (the usage event's id) and the rate-limit headers to a response.
@@ -188,6 +200,9 @@ impl Exchange {
             ),
             None => Default::default(),
         };
+        if let Some(hold) = self.budget.take() {
+            hold.settle(cost.reporting_nanos);
+        }
         let event = UsageEvent {
             schema_version: USAGE_SCHEMA_VERSION,
             event_id: self.event_id,

@@ -15,6 +15,8 @@
 //! - [`exchange`] — one request's accounting, ending in exactly one usage event; [`cost`] prices it.
 //! - [`routing`] — public model → ordered candidates (tiers, strategies, tags); key health and cooldown.
 //! - [`retry`] — pacing between attempts (the `backoff` crate) and providers' retry hints.
+//! - [`budget`] — budgets per tenant / team / key / end user / tag: worst-case reservations, settlement,
+//!   periods, signed threshold alerts.
 //! - [`rate_limit`] — RPM / TPM / in-flight limits per key, team, model and upstream key (`governor`).
 //! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
@@ -25,6 +27,7 @@
 //! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -72,8 +75,15 @@ impl Gateway {
             Some(kafka) => events::kafka::start(kafka)?,
             None => events::embedded::start(&config.store.path)?,
         };
-        let state = Arc::new(AppState::try_new(config, sink)?);
+        let recovered = recover_budget_spend(config)?;
+        let state = Arc::new(AppState::try_new(config, sink, recovered)?);
         Ok(Self { state, worker })
+    }
+
+    /// Shared state (budgets, metrics, …), e.g. for tests.
+    #[must_use]
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
     }
 
     /// The event sink, e.g. to flush it in tests.
@@ -121,4 +131,26 @@ impl Gateway {
         }
         served
     }
+}
+
+/// Budget spend already recorded in the current periods. The embedded store holds every event; with Kafka the
+/// gateway has no local history, so budgets start from zero at each start (cluster budgets fed back from
+/// ClickHouse are future work — see ARCHITECTURE.md).
+fn recover_budget_spend(config: &Config) -> Result<budget::RecoveredSpend, GatewayError> {
+    let specs = &config.budgets.specs;
+    if specs.is_empty() {
+        return Ok(budget::RecoveredSpend::new());
+    }
+    if config.kafka.is_some() {
+        tracing::warn!(target: "tollgate::budget",
+            "budgets with the Kafka sink start from zero spend at each start (no local usage history)");
+        return Ok(budget::RecoveredSpend::new());
+    }
+    let tz = config.budgets.settings.timezone;
+    let conn = events::embedded::open(&config.store.path)?;
+    let rows = events::embedded::spend_since(&conn, budget::earliest_window_start(specs, tz))
+        .map_err(|e| {
+            GatewayError::Internal(format!("cannot read budget spend from the store: {e}"))
+        })?;
+    Ok(budget::recover(specs, tz, &rows))
 }

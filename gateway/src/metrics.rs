@@ -127,6 +127,7 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     cooldowns: Family<DeploymentLabel, Counter>,
     rate_limited: Family<SubjectLabel, Counter>,
+    budget_refused: Counter,
 }
 
 struct Families {
@@ -263,6 +264,12 @@ impl Metrics {
             "Requests refused by a rate limit, by subject kind",
             rate_limited.clone(),
         );
+        let budget_refused = Counter::default();
+        registry.register(
+            "budget_refused",
+            "Requests refused because a hard budget had no room for their worst-case cost",
+            budget_refused.clone(),
+        );
         registry.register_collector(Box::new(SinkCollector(sink)));
         let models = models
             .into_iter()
@@ -276,7 +283,13 @@ impl Metrics {
             attempts,
             cooldowns,
             rate_limited,
+            budget_refused,
         }
+    }
+
+    /// A request was refused for budget.
+    pub fn budget_refused(&self) {
+        self.budget_refused.inc();
     }
 
     /// Handles for one deployment (created at start, kept by the deployment).

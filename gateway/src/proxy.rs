@@ -102,7 +102,7 @@ async fn serve(
         endpoint,
         client_gone,
     );
-    let request = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
+    let mut request = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
         Ok(r) => r,
         Err(e) => return ex.refuse(e),
     };
@@ -139,6 +139,12 @@ async fn serve(
         Err(refused) => {
             state.metrics.rate_limited(subject_kind(&refused.subject));
             return ex.refuse(GatewayError::RateLimited(Box::new(refused)));
+        }
+    }
+    if !state.budgets.is_empty() {
+        if let Err(e) = reserve_budget(&state, &mut ex, &mut request, endpoint, &plan) {
+            state.metrics.budget_refused();
+            return ex.refuse(e);
         }
     }
     let group = &plan.group;
@@ -237,6 +243,55 @@ async fn serve(
         }),
     });
     ex.refuse(error)
+}
+
+/// Reserves the request's worst-case cost on every budget that applies to its caller: prompt tokens bounded by
+/// the body's byte count, its output cap (or the configured default, which is then sent upstream), each at the
+/// highest price among the deployments it may be routed to.
+fn reserve_budget(
+    state: &AppState,
+    ex: &mut Exchange,
+    request: &mut ClientRequest,
+    endpoint: Endpoint,
+    plan: &crate::routing::Plan,
+) -> Result<(), GatewayError> {
+    let principal = Arc::clone(ex.principal_arc());
+    let who = crate::budget::Charged {
+        tenant: &principal.tenant,
+        team: &principal.team,
+        key: &principal.key_id,
+        end_user: request.end_user.as_deref(),
+        tags: &request.tags,
+    };
+    if !state.budgets.applies(&who) {
+        return Ok(());
+    }
+    let output_cap = match endpoint {
+        Endpoint::Embeddings => 0,
+        Endpoint::ChatCompletions => match request.max_output_tokens {
+            Some(cap) => cap,
+            None => {
+                let cap = state.budgets.settings().default_max_tokens;
+                request.injected_max_tokens = Some(cap);
+                cap
+            }
+        },
+    };
+    let prompt_bound = u64::try_from(request.raw.len()).unwrap_or(u64::MAX);
+    let worst_case = plan
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            c.deployment
+                .cost
+                .worst_case(prompt_bound, u64::from(output_cap))
+        })
+        .max()
+        .unwrap_or(0);
+    let hold = state.budgets.reserve(&who, worst_case)?;
+    ex.budgeted(hold);
+    ex.reserved_output_tokens = Some(u64::from(output_cap));
+    Ok(())
 }
 
 /// "key ci" → "key": the kind of subject a rate limit belongs to, as a metric label.

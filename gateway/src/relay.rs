@@ -154,6 +154,23 @@ impl StreamRelay {
                         done |= self.on_event(&payload, &mut out);
                     }
                     self.send(out.freeze()).await;
+                    if let Some(cap) = self.ex.reserved_output_tokens {
+                        if self.content_chunks > cap {
+                            // Each content chunk carries at least one token: the upstream has certainly passed
+                            // the output cap the budget reserved for. Stop paying for more.
+                            break UpstreamEnd::Truncated(GatewayError::BudgetExceeded {
+                                subject: "this request".into(),
+                                period: "request".into(),
+                                limit: format!("{cap} output tokens"),
+                                detail: format!(
+                                    "the upstream passed the output cap reserved for it (at least {} tokens); \
+                                     the stream was cut",
+                                    self.content_chunks
+                                ),
+                                retry_after: None,
+                            });
+                        }
+                    }
                     if self.client_gone && drain_deadline.is_none() {
                         drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_DISCONNECT);
                     }

@@ -12,6 +12,8 @@ use crate::routing::ModelRouter;
 
 pub struct AppState {
     pub keys: KeyStore,
+    /// Budgets' books (empty when none are configured).
+    pub budgets: Arc<crate::budget::Budgets>,
     /// The admin API's key.
     pub admin: AdminKey,
     /// The validated config this state was built from (admin and report endpoints read it).
@@ -29,13 +31,28 @@ pub struct AppState {
 impl AppState {
     /// # Errors
     /// When a provider's HTTP client cannot be built.
-    pub fn try_new(config: &Config, sink: EventSink) -> Result<Self, GatewayError> {
+    pub fn try_new(
+        config: &Config,
+        sink: EventSink,
+        recovered: crate::budget::RecoveredSpend,
+    ) -> Result<Self, GatewayError> {
+        let alerts = config
+            .budgets
+            .webhook
+            .clone()
+            .map(crate::budget::alerts::start);
         let metrics = Arc::new(Metrics::new(
             config.models.iter().map(|m| m.name.as_str()),
             sink.stats_handle(),
         ));
         Ok(Self {
             keys: KeyStore::new(&config.keys, &config.tenants),
+            budgets: Arc::new(crate::budget::Budgets::new(
+                config.budgets.specs.clone(),
+                config.budgets.settings.clone(),
+                recovered,
+                alerts,
+            )),
             admin: AdminKey::new(config.admin),
             config: Arc::new(config.clone()),
             router: ModelRouter::try_new(config, &metrics)?,

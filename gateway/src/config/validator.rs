@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::budgets::RawBudgetSettings;
 use super::pricing::{RawPriceRow, RawPricing};
 use super::raw::{
     RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant,
@@ -15,7 +16,9 @@ use super::{
 };
 use crate::auth::KeyHash;
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 13] = [
+    "budget_settings",
+    "budgets",
     "admin",
     "pricing",
     "prices",
@@ -134,6 +137,15 @@ impl<'a> Validator<'a> {
             .and_then(|v| self.section::<Vec<RawPriceRow>>("prices", v))
             .unwrap_or_default();
         let pricing = self.pricing(raw_pricing, raw_prices);
+        let raw_budget_settings = root
+            .remove("budget_settings")
+            .and_then(|v| self.section::<RawBudgetSettings>("budget_settings", v))
+            .unwrap_or_default();
+        let raw_budgets = self.tables("budgets", root.remove("budgets"));
+        let budgets = pricing.as_ref().and_then(|p| {
+            let currency = p.rates.reporting.clone();
+            self.budgets(raw_budget_settings, raw_budgets, &currency)
+        });
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
@@ -208,6 +220,7 @@ impl<'a> Validator<'a> {
             models,
             keys,
             pricing: pricing?,
+            budgets: budgets?,
             admin,
         })
     }

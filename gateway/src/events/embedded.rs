@@ -206,6 +206,44 @@ const SELECT: &str = "SELECT event_id, schema_version, started_at_ms, finished_a
     cache_write_tokens, reasoning_tokens, usage_source, cost_nanos, currency, reporting_cost_nanos, \
     reporting_currency, price_version, price_missing, tags, budget_lease FROM usage_events ORDER BY event_id";
 
+/// One stored event's attribution and reporting cost, for recovering budget spend at start.
+#[derive(Debug, Clone)]
+pub struct SpendRow {
+    pub tenant: String,
+    pub team: String,
+    pub key_id: String,
+    pub end_user: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub started_at_ms: i64,
+    pub reporting_cost_nanos: u64,
+}
+
+/// Spend rows of events started at or after `since_ms` (a full scan: run once at start).
+///
+/// # Errors
+/// When the store cannot be read.
+pub fn spend_since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<SpendRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant, team, key_id, end_user, tags, started_at_ms, reporting_cost_nanos FROM usage_events \
+         WHERE started_at_ms >= ?1 AND reporting_cost_nanos > 0",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| {
+        let tags: Option<String> = r.get(4)?;
+        Ok(SpendRow {
+            tenant: r.get(0)?,
+            team: r.get(1)?,
+            key_id: r.get(2)?,
+            end_user: r.get(3)?,
+            tags: tags
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
+            started_at_ms: r.get(5)?,
+            reporting_cost_nanos: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Every stored event, oldest first, rebuilt from its columns.
 ///
 /// # Errors

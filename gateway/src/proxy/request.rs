@@ -46,6 +46,9 @@ pub struct ClientRequest {
     pub has_max_completion_tokens: bool,
     /// The output cap the client asked for (`max_completion_tokens`, else `max_tokens`).
     pub max_output_tokens: Option<u32>,
+    /// An output cap the gateway adds upstream (a budgeted request that set none: its worst case must be
+    /// finite).
+    pub injected_max_tokens: Option<u32>,
 }
 
 fn invalid(message: &str, param: &'static str) -> GatewayError {
@@ -135,6 +138,7 @@ impl ClientRequest {
             tags,
             has_max_completion_tokens,
             max_output_tokens,
+            injected_max_tokens: None,
         })
     }
 
@@ -154,7 +158,9 @@ impl ClientRequest {
             has_max_completion_tokens: self.has_max_completion_tokens,
         };
         let rewrite = match endpoint {
-            Endpoint::ChatCompletions => request::chat_needs_rewrite(kind, &facts),
+            Endpoint::ChatCompletions => {
+                self.injected_max_tokens.is_some() || request::chat_needs_rewrite(kind, &facts)
+            }
             Endpoint::Embeddings => facts.model != facts.upstream_model,
         };
         if !rewrite {
@@ -164,6 +170,10 @@ impl ClientRequest {
             .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
         match endpoint {
             Endpoint::ChatCompletions => {
+                if let Some(cap) = self.injected_max_tokens {
+                    // Named as the upstream takes it; `prepare_chat` renames it where needed.
+                    body.insert("max_completion_tokens".into(), Value::from(cap));
+                }
                 request::prepare_chat(kind, &mut body, &deployment.upstream_model, self.stream)
             }
             Endpoint::Embeddings => {

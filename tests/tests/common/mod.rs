@@ -15,6 +15,8 @@ use tollgate_schemas::UsageEvent;
 use tollgate_tests::mock_upstream::{Dialect, MockUpstream};
 
 pub const KEY: &str = "tg-test-key-all-models";
+/// The budget-alert signing secret tests can configure with `webhook_secret_env = "TEST_WEBHOOK_SECRET"`.
+pub const WEBHOOK_SECRET: &str = "whsec-test-secret";
 pub const NARROW_KEY: &str = "tg-test-key-one-model";
 
 pub struct Harness {
@@ -145,7 +147,11 @@ impl Harness {
                 )
             )
         );
-        let env = |name: &str| (name == "TEST_KEY_ALL").then(|| KEY.to_string());
+        let env = |name: &str| match name {
+            "TEST_KEY_ALL" => Some(KEY.to_string()),
+            "TEST_WEBHOOK_SECRET" => Some(WEBHOOK_SECRET.to_string()),
+            _ => None,
+        };
         let config = Config::from_toml(&text, &env).unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,0 +1,501 @@
+//! Budgets per tenant / team / key / end user / tag, with a stated overspend bound.
+//!
+//! Before a request goes upstream its **worst-case cost** is reserved on every budget that applies to it
+//! ([`Budgets::reserve`]): prompt tokens bounded from above by the body's byte count (a token is at least one
+//! byte of text), plus its output cap (the client's `max_tokens`, else the configured default, which the
+//! gateway then sends upstream), each at the highest price of any deployment the request may be routed to.
+//! When the exchange ends the actual cost replaces the reservation ([`BudgetHold::settle`]). A hard budget
+//! admits a request only if `spent + reserved + worst case ≤ limit`; so the spend recorded for a period can
+//! pass its limit only by what requests in flight cost beyond their reservation — see README "Budgets".
+//!
+//! - [`period`] — calendar windows (daily, weekly, monthly, total) in a configured time zone.
+//! - [`ledger`] — one subject's books for its current window.
+//! - [`alerts`] — threshold webhooks, HMAC-signed, retried with backoff, once per threshold per period.
+//!
+//! This module is the embedded (one replica) owner: the books live in-process and are recovered from the
+//! usage store at start. Cluster-wide leases fed back from ClickHouse are not built yet (ARCHITECTURE.md).
+
+pub mod alerts;
+pub mod ledger;
+pub mod period;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono_tz::Tz;
+use tollgate_schemas::price::format_nanos;
+
+use crate::error::GatewayError;
+pub use ledger::Ledger;
+pub use period::Period;
+
+/// Who a budget is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Tenant(String),
+    Team(String),
+    Key(String),
+    /// One end user, or (`None`) every end user separately (a per-end-user cap).
+    EndUser(Option<String>),
+    /// Requests carrying tag `key` = `value`.
+    Tag(String, String),
+}
+
+impl Subject {
+    /// `tenant:acme`, `team:search`, `key:ci`, `end_user:alice`, `end_user:*`, `tag:feature=summarize`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, value) = s.split_once(':')?;
+        if value.is_empty() {
+            return None;
+        }
+        Some(match kind {
+            "tenant" => Self::Tenant(value.into()),
+            "team" => Self::Team(value.into()),
+            "key" => Self::Key(value.into()),
+            "end_user" if value == "*" => Self::EndUser(None),
+            "end_user" => Self::EndUser(Some(value.into())),
+            "tag" => {
+                let (k, v) = value.split_once('=')?;
+                Self::Tag(k.into(), v.into())
+            }
+            _ => return None,
+        })
+    }
+
+    /// The subject value this request is charged under, or `None` when the budget does not apply to it.
+    fn applies_to(&self, who: &Charged<'_>) -> Option<String> {
+        match self {
+            Self::Tenant(t) => (t == who.tenant).then(|| t.clone()),
+            Self::Team(t) => (t == who.team).then(|| t.clone()),
+            Self::Key(k) => (k == who.key).then(|| k.clone()),
+            Self::EndUser(Some(u)) => (Some(u.as_str()) == who.end_user).then(|| u.clone()),
+            Self::EndUser(None) => who.end_user.map(str::to_string),
+            Self::Tag(k, v) => (who.tags.get(k) == Some(v)).then(|| format!("{k}={v}")),
+        }
+    }
+
+    /// `tenant`, `team`, `key`, `end_user`, `tag`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Tenant(_) => "tenant",
+            Self::Team(_) => "team",
+            Self::Key(_) => "key",
+            Self::EndUser(_) => "end_user",
+            Self::Tag(..) => "tag",
+        }
+    }
+}
+
+/// One configured budget.
+#[derive(Debug, Clone)]
+pub struct BudgetSpec {
+    pub id: String,
+    pub subject: Subject,
+    pub period: Period,
+    /// Nano-units of the reporting currency.
+    pub limit: u64,
+    /// Hard budgets refuse; soft ones only alert.
+    pub hard: bool,
+    /// Alert thresholds in percent of the limit.
+    pub alert_at: Vec<u8>,
+}
+
+/// Budget settings shared by every budget.
+#[derive(Debug, Clone)]
+pub struct BudgetSettings {
+    pub timezone: Tz,
+    /// Output cap reserved (and sent upstream) for a request that sets none.
+    pub default_max_tokens: u32,
+    pub currency: String,
+}
+
+/// Who a request is charged to.
+#[derive(Debug, Clone, Copy)]
+pub struct Charged<'a> {
+    pub tenant: &'a str,
+    pub team: &'a str,
+    pub key: &'a str,
+    pub end_user: Option<&'a str>,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// `(budget id, subject, spent, reserved, window [start, end) in epoch ms)`.
+pub type LedgerView = (String, String, u64, u64, (i64, i64));
+
+/// Spend already recorded for a budget subject in its current period, recovered at start.
+pub type RecoveredSpend = HashMap<(String, String), u64>;
+
+/// Every budget's books.
+pub struct Budgets {
+    specs: Vec<BudgetSpec>,
+    settings: BudgetSettings,
+    ledgers: Mutex<HashMap<(usize, String), Arc<Ledger>>>,
+    recovered: RecoveredSpend,
+    alerts: Option<alerts::AlertSender>,
+}
+
+/// Reservations one request holds; settled with the actual cost when its exchange ends.
+pub struct BudgetHold {
+    holds: Vec<(Arc<Ledger>, ledger::Hold, usize, String)>,
+    budgets: Arc<Budgets>,
+    settled: bool,
+}
+
+impl Budgets {
+    /// Books for `specs`, starting from `recovered` spend (by budget id and subject value).
+    #[must_use]
+    pub fn new(
+        specs: Vec<BudgetSpec>,
+        settings: BudgetSettings,
+        recovered: RecoveredSpend,
+        alerts: Option<alerts::AlertSender>,
+    ) -> Self {
+        Self {
+            specs,
+            settings,
+            ledgers: Mutex::new(HashMap::new()),
+            recovered,
+            alerts,
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    #[must_use]
+    pub fn settings(&self) -> &BudgetSettings {
+        &self.settings
+    }
+
+    #[must_use]
+    pub fn specs(&self) -> &[BudgetSpec] {
+        &self.specs
+    }
+
+    /// Whether any budget applies to this caller (then the request's output cap must be finite).
+    #[must_use]
+    pub fn applies(&self, who: &Charged<'_>) -> bool {
+        self.specs
+            .iter()
+            .any(|s| s.subject.applies_to(who).is_some())
+    }
+
+    fn ledger(&self, index: usize, subject: &str, now_ms: i64) -> Arc<Ledger> {
+        let mut map = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((index, subject.to_string()))
+            .or_insert_with(|| {
+                let spec = &self.specs[index];
+                let spent = self
+                    .recovered
+                    .get(&(spec.id.clone(), subject.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                Arc::new(Ledger::new(
+                    spec.limit,
+                    spec.period,
+                    self.settings.timezone,
+                    spec.alert_at.clone(),
+                    now_ms,
+                    spent,
+                ))
+            })
+            .clone()
+    }
+
+    /// Reserves `worst_case` (reporting nano-units) on every budget that applies; all or nothing.
+    ///
+    /// # Errors
+    /// [`GatewayError::BudgetExceeded`] naming the first hard budget without room.
+    pub fn reserve(
+        self: &Arc<Self>,
+        who: &Charged<'_>,
+        worst_case: u64,
+    ) -> Result<BudgetHold, GatewayError> {
+        let now = now_ms();
+        let mut hold = BudgetHold {
+            holds: Vec::new(),
+            budgets: Arc::clone(self),
+            settled: false,
+        };
+        for (i, spec) in self.specs.iter().enumerate() {
+            let Some(subject) = spec.subject.applies_to(who) else {
+                continue;
+            };
+            let ledger = self.ledger(i, &subject, now);
+            match ledger.reserve(worst_case, spec.hard, now) {
+                Ok(h) => hold.holds.push((ledger, h, i, subject)),
+                Err(refusal) => {
+                    // `hold` drops here and releases what it took, untouched by this request.
+                    hold.release();
+                    let currency = &self.settings.currency;
+                    return Err(GatewayError::BudgetExceeded {
+                        subject: format!("{} {subject}", spec.subject.kind()),
+                        period: spec.period.as_str().into(),
+                        limit: format!("{} {currency}", format_nanos(i128::from(spec.limit))),
+                        detail: format!(
+                            "spent {} {currency}, {} {currency} held by requests in flight, and this request \
+                             may cost up to {} {currency}",
+                            format_nanos(i128::from(refusal.spent)),
+                            format_nanos(i128::from(refusal.reserved)),
+                            format_nanos(i128::from(worst_case)),
+                        ),
+                        retry_after: (refusal.window_end != i64::MAX).then(|| {
+                            Duration::from_millis(
+                                u64::try_from(refusal.window_end.saturating_sub(now)).unwrap_or(0),
+                            )
+                        }),
+                    });
+                }
+            }
+        }
+        Ok(hold)
+    }
+
+    /// Every ledger in use, sorted by budget and subject (for tests and operators).
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<LedgerView> {
+        let now = now_ms();
+        let map = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<_> = map
+            .iter()
+            .map(|((i, subject), l)| {
+                let (spent, reserved, window) = l.snapshot(now);
+                (
+                    self.specs[*i].id.clone(),
+                    subject.clone(),
+                    spent,
+                    reserved,
+                    window,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl BudgetHold {
+    /// Whether any budget applied.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.holds.is_empty()
+    }
+
+    /// The reservation taken on each budget (the same worst case on all).
+    #[must_use]
+    pub fn reserved(&self) -> u64 {
+        self.holds.first().map_or(0, |(_, h, ..)| h.amount)
+    }
+
+    /// Replaces every reservation with `actual` (reporting nano-units) and fires alerts for thresholds crossed.
+    pub fn settle(mut self, actual: u64) {
+        self.settle_with(actual);
+    }
+
+    fn settle_with(&mut self, actual: u64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let now = now_ms();
+        for (ledger, hold, index, subject) in self.holds.drain(..) {
+            let crossed = ledger.settle(hold, actual, now);
+            if crossed.is_empty() {
+                continue;
+            }
+            if let Some(alerts) = &self.budgets.alerts {
+                let spec = &self.budgets.specs[index];
+                let (spent, _, window) = ledger.snapshot(now);
+                for threshold in crossed {
+                    alerts.send(alerts::Alert {
+                        budget_id: spec.id.clone(),
+                        subject_kind: spec.subject.kind().into(),
+                        subject: subject.clone(),
+                        period: spec.period.as_str().into(),
+                        period_start_ms: window.0,
+                        threshold_percent: threshold,
+                        spent: format_nanos(i128::from(spent)),
+                        limit: format_nanos(i128::from(spec.limit)),
+                        currency: self.budgets.settings.currency.clone(),
+                        hard: spec.hard,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Gives every reservation back unspent (the request was refused before it cost anything).
+    fn release(&mut self) {
+        self.settle_with(0);
+    }
+}
+
+impl Drop for BudgetHold {
+    /// A hold dropped unsettled keeps its whole reservation as spent: never optimistic.
+    fn drop(&mut self) {
+        if !self.settled {
+            let reserved = self.reserved();
+            self.settle_with(reserved);
+        }
+    }
+}
+
+/// Spend per (budget id, subject value) in each budget's current period, from stored events.
+#[must_use]
+pub fn recover(
+    specs: &[BudgetSpec],
+    tz: Tz,
+    rows: &[crate::events::embedded::SpendRow],
+) -> RecoveredSpend {
+    let now = now_ms();
+    let mut spent = RecoveredSpend::new();
+    for spec in specs {
+        let (start, end) = spec.period.window(now, tz);
+        for row in rows
+            .iter()
+            .filter(|r| r.started_at_ms >= start && r.started_at_ms < end)
+        {
+            let who = Charged {
+                tenant: &row.tenant,
+                team: &row.team,
+                key: &row.key_id,
+                end_user: row.end_user.as_deref(),
+                tags: &row.tags,
+            };
+            if let Some(subject) = spec.subject.applies_to(&who) {
+                let e = spent.entry((spec.id.clone(), subject)).or_insert(0);
+                *e = e.saturating_add(row.reporting_cost_nanos);
+            }
+        }
+    }
+    spent
+}
+
+/// The earliest period start of any budget now (what recovery must read from).
+#[must_use]
+pub fn earliest_window_start(specs: &[BudgetSpec], tz: Tz) -> i64 {
+    let now = now_ms();
+    specs
+        .iter()
+        .map(|s| s.period.window(now, tz).0)
+        .min()
+        .unwrap_or(now)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budgets(specs: Vec<BudgetSpec>) -> Arc<Budgets> {
+        Arc::new(Budgets::new(
+            specs,
+            BudgetSettings {
+                timezone: chrono_tz::UTC,
+                default_max_tokens: 1024,
+                currency: "USD".into(),
+            },
+            HashMap::new(),
+            None,
+        ))
+    }
+
+    fn spec(id: &str, subject: &str, limit: u64, hard: bool) -> BudgetSpec {
+        BudgetSpec {
+            id: id.into(),
+            subject: Subject::parse(subject).unwrap(),
+            period: Period::Daily,
+            limit,
+            hard,
+            alert_at: vec![],
+        }
+    }
+
+    #[test]
+    fn subjects_parse_and_match_their_requests() {
+        let tags: BTreeMap<String, String> = [("feature".to_string(), "sum".to_string())].into();
+        let who = Charged {
+            tenant: "acme",
+            team: "search",
+            key: "ci",
+            end_user: Some("alice"),
+            tags: &tags,
+        };
+        for (s, expected) in [
+            ("tenant:acme", Some("acme")),
+            ("tenant:globex", None),
+            ("team:search", Some("search")),
+            ("key:ci", Some("ci")),
+            ("end_user:*", Some("alice")),
+            ("end_user:bob", None),
+            ("tag:feature=sum", Some("feature=sum")),
+            ("tag:feature=other", None),
+        ] {
+            assert_eq!(
+                Subject::parse(s).unwrap().applies_to(&who).as_deref(),
+                expected,
+                "{s}"
+            );
+        }
+        for bad in ["tenant:", "nobody:x", "tag:novalue", "acme"] {
+            assert!(Subject::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_on_one_budget_releases_the_others() {
+        let b = budgets(vec![
+            spec("t", "tenant:acme", 1_000, true),
+            spec("k", "key:ci", 100, true),
+        ]);
+        let tags = BTreeMap::new();
+        let who = Charged {
+            tenant: "acme",
+            team: "x",
+            key: "ci",
+            end_user: None,
+            tags: &tags,
+        };
+        let e = b.reserve(&who, 150).err().unwrap();
+        assert_eq!(e.code(), "budget_exceeded");
+        assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.to_string().contains("key ci"), "{e}");
+        // The tenant's reservation was given back.
+        assert!(b.snapshot().iter().all(|(.., reserved, _)| *reserved == 0));
+        let h = b.reserve(&who, 100).unwrap();
+        h.settle(30);
+        let spent: Vec<u64> = b.snapshot().iter().map(|s| s.2).collect();
+        assert_eq!(spent, [30, 30]);
+    }
+
+    #[test]
+    fn a_dropped_hold_is_charged_its_whole_reservation() {
+        let b = budgets(vec![spec("t", "tenant:acme", 1_000, true)]);
+        let tags = BTreeMap::new();
+        let who = Charged {
+            tenant: "acme",
+            team: "x",
+            key: "ci",
+            end_user: None,
+            tags: &tags,
+        };
+        drop(b.reserve(&who, 400).unwrap());
+        assert_eq!(b.snapshot()[0].2, 400);
+    }
+}
