@@ -6,6 +6,7 @@
 
 pub mod kind;
 pub mod request;
+pub mod sign;
 pub mod upstream_error;
 pub mod usage;
 
