@@ -268,7 +268,9 @@ impl TokenSource for ClientCredentialsSource {
 /// `POST token_url` with `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=…` (form-encoded).
 ///
 /// # Errors
-/// See [`read_token_response`]; [`GatewayError::UpstreamUnreachable`] when the request cannot be sent.
+/// [`GatewayError::UpstreamUnreachable`] when it cannot be sent or read, [`GatewayError::UpstreamAuthFailed`]
+/// for 400 / 401 / 403 or an `error` field, [`GatewayError::UpstreamFailed`] for other statuses or an answer
+/// without a usable `access_token`.
 pub async fn exchange_jwt_bearer(
     client: &reqwest::Client,
     provider: &str,
@@ -284,7 +286,9 @@ pub async fn exchange_jwt_bearer(
 /// `POST token_url?grant_type=client_credentials&client_id=…&client_secret=…` (Baidu's v1 token flow).
 ///
 /// # Errors
-/// See [`read_token_response`]; [`GatewayError::UpstreamUnreachable`] when the request cannot be sent.
+/// [`GatewayError::UpstreamUnreachable`] when it cannot be sent or read, [`GatewayError::UpstreamAuthFailed`]
+/// for 400 / 401 / 403 or an `error` field, [`GatewayError::UpstreamFailed`] for other statuses or an answer
+/// without a usable `access_token`.
 pub async fn exchange_client_credentials(
     client: &reqwest::Client,
     provider: &str,
