@@ -2,10 +2,13 @@
 //!
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
-//! ([`usage`]) and what its errors mean ([`upstream_error`]).
+//! ([`usage`]) and what its errors mean ([`upstream_error`]). Native providers' request signing and credentials
+//! are in [`sign`], Bedrock's binary stream framing in [`eventstream`] (not wired in yet).
 
+pub mod eventstream;
 pub mod kind;
 pub mod request;
+pub mod sign;
 pub mod upstream_error;
 pub mod usage;
 
