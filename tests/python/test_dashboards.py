@@ -596,3 +596,36 @@ def test_guide_query_returns_data_on_both_engines(q: Query, pipeline: PipelineDa
     for engine, rows in (("18.16", run_18(sql)), ("current", run_current(current, sql))):
         assert rows, f"{q.source}: no rows on ClickHouse {engine}\n{sql}"
         assert any(_numbers(rows)), f"{q.source}: only zeros on {engine}: {rows}"
+
+
+def test_compose_and_provisioning_serve_these_dashboards() -> None:
+    """The wiring Grafana needs, checked without Docker: datasource uid, plugin version, mounted paths."""
+    compose = (REPO / "docker-compose.yml").read_text()
+    datasource = (REPO / "dashboards/provisioning/datasources/clickhouse.yaml").read_text()
+    provider = (REPO / "dashboards/provisioning/dashboards/tollgate.yaml").read_text()
+    plugin = re.search(r"GF_PLUGINS_PREINSTALL_SYNC: grafana-clickhouse-datasource@(\d+\.\d+\.\d+)", compose)
+    assert plugin, "the ClickHouse plugin is not pinned in docker-compose.yml"
+    assert re.search(r"image: grafana/grafana-oss:\d+\.\d+\.\d+\n", compose), "Grafana image not pinned"
+    assert "type: grafana-clickhouse-datasource" in datasource
+    uid = re.search(r"uid: (\S+)", datasource).group(1)
+    mount = re.search(r"- \./dashboards/json:(\S+):ro", compose).group(1)
+    assert re.search(rf"path: {re.escape(mount)}\n", provider)
+    assert "./dashboards/provisioning:/etc/grafana/provisioning:ro" in compose
+    for board in DASHBOARDS:
+        text = board.read_text()
+        sources: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if "datasource" in node:
+                    sources.add(json.dumps(node["datasource"], sort_keys=True))
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(json.loads(text))
+        assert sources == {json.dumps({"type": "grafana-clickhouse-datasource", "uid": uid}, sort_keys=True)}, sources
+        versions = set(re.findall(r'"pluginVersion": "([^"]+)"', text))
+        assert versions == {plugin.group(1)}, versions
