@@ -3,8 +3,8 @@
 #   1. cargo fmt --check and cargo clippy (warnings are errors),
 #   2. the Rust unit and end-to-end tests (gateway in-process against the mock upstream),
 #   3. the pipeline tests against real Kafka and ClickHouse (started by scripts/services.sh),
-#   4. the official OpenAI SDKs (Python, Node) against the real binaries, and the ClickHouse DDL on current
-#      ClickHouse (chdb),
+#   4. the official OpenAI SDKs (Python, Node) against the real binaries, the ClickHouse DDL on current
+#      ClickHouse (chdb), and every dashboard / analytics query on both ClickHouse versions,
 #   5. docker-compose.yml validated with `docker compose config`.
 # `.ci/run` calls exactly this. Idempotent: reuses the venv and node_modules when they are current.
 set -euo pipefail
@@ -59,7 +59,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# test_dashboards.py also runs tollgate-metering against the services: every dashboard and guide query on
+# ClickHouse 18.16 and on current ClickHouse (chdb), over data from the real pipeline.
 TOLLGATE_BIN="$ROOT/target/debug/tollgate" TOLLGATE_MOCK_BIN="$ROOT/target/debug/tollgate-mock-upstream" \
+  TOLLGATE_METERING_BIN="$ROOT/target/debug/tollgate-metering" \
   .venv/bin/pytest tests/python -q
 
 step "node: official openai SDK"
