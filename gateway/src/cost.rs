@@ -37,9 +37,10 @@ impl DeploymentCost {
     #[must_use]
     pub fn of(&self, usage: &UsageVector) -> Cost {
         let Some(p) = &self.price else {
+            // Nothing used costs nothing, priced or not; only usage without a price is flagged.
             return Cost {
                 reporting_currency: self.rates.reporting.clone(),
-                price_missing: true,
+                price_missing: usage.total_tokens() > 0,
                 ..Cost::default()
             };
         };
@@ -137,6 +138,7 @@ mod tests {
         });
         assert!(cost.price_missing);
         assert_eq!((cost.nanos, cost.reporting_currency.as_str()), (0, "USD"));
+        assert!(!c.of(&UsageVector::default()).price_missing);
         assert_eq!(c.worst_case(1, 1), None);
         assert_eq!(c.rank(), u64::MAX);
     }
