@@ -42,6 +42,8 @@ pub struct Exchange {
     admission: Option<Admission>,
     /// `x-ratelimit-*` headers for the client's response.
     rate_limit_headers: Vec<(&'static str, String)>,
+    /// The request's trace span (disabled unless traces are exported); ends when the exchange is dropped.
+    span: tracing::Span,
     finished: bool,
 }
 
@@ -82,10 +84,12 @@ impl Exchange {
         endpoint: Endpoint,
         client_gone: Arc<AtomicBool>,
     ) -> Self {
+        let event_id = Uuid::now_v7();
         Self {
+            span: crate::telemetry::request_span(&event_id, endpoint.as_str()),
             sink: sink.clone(),
             metrics: Arc::clone(metrics),
-            event_id: Uuid::now_v7(),
+            event_id,
             started: Instant::now(),
             started_at_ms: epoch_ms(SystemTime::now()),
             principal,
@@ -112,6 +116,12 @@ impl Exchange {
     #[must_use]
     pub fn principal_arc(&self) -> &Arc<Principal> {
         &self.principal
+    }
+
+    /// The request's trace span, parent of its upstream attempts' spans.
+    #[must_use]
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     #[must_use]
@@ -213,6 +223,7 @@ impl Exchange {
             usage_source: ending.usage_source,
         };
         self.metrics.record(&event);
+        crate::telemetry::record_request(&self.span, &event);
         self.sink.emit(event);
     }
 

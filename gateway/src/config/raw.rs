@@ -91,3 +91,11 @@ pub struct RawKafka {
     pub spool_max_bytes: Option<u64>,
     pub message_timeout_ms: Option<u64>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+}
