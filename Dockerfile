@@ -30,6 +30,9 @@ CMD ["--config", "/etc/tollgate/quickstart.toml"]
 
 FROM runtime-base AS metering
 COPY --from=builder /src/target/release/tollgate-metering /usr/local/bin/tollgate-metering
+ENV TOLLGATE_METERING_HTTP_ADDR=0.0.0.0:9465
+EXPOSE 9465
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s CMD ["/usr/local/bin/tollgate-metering", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/tollgate-metering"]
 
 FROM runtime-base AS mock-upstream

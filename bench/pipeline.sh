@@ -195,7 +195,7 @@ start_consumer() {
   GROUPS_+=("$2")
   DBS+=("$3")
   "$METERING" --brokers "$BROKERS" --topic "$1" --dead-letter-topic "$1.dlq" --group "$2" \
-    --clickhouse-url "$CH_URL" --database "$3" "${CONSUMER_ARGS[@]}" >"$4" 2>&1 &
+    --clickhouse-url "$CH_URL" --database "$3" --http-addr 127.0.0.1:0 "${CONSUMER_ARGS[@]}" >"$4" 2>&1 &
   CONSUMER_PID=$!
   PIDS+=("$CONSUMER_PID")
   log "consumer: pid $CONSUMER_PID (topic $1, group $2, database $3)"

@@ -52,6 +52,19 @@ pub struct Config {
     pub teams: BTreeMap<String, Limits>,
     /// `[tenants.<name>]`: constraints on every key of a tenant.
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// Present: spans are exported over OTLP (`[telemetry]`, or the standard `OTEL_EXPORTER_OTLP_*`
+    /// environment). Absent: no tracing beyond logs.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// OpenTelemetry trace export (see [`crate::telemetry`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The full OTLP/HTTP traces URL (`…/v1/traces`).
+    pub traces_endpoint: reqwest::Url,
+    pub service_name: String,
+    /// Share of requests traced, 0.0 to 1.0.
+    pub sample_ratio: f64,
 }
 
 /// What applies to every key of a tenant.

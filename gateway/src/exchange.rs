@@ -49,6 +49,8 @@ pub struct Exchange {
     budget: Option<crate::budget::BudgetHold>,
     /// `x-ratelimit-*` headers for the client's response.
     rate_limit_headers: Vec<(&'static str, String)>,
+    /// The request's trace span (disabled unless traces are exported); ends when the exchange is dropped.
+    span: tracing::Span,
     finished: bool,
 }
 
@@ -89,10 +91,12 @@ impl Exchange {
         endpoint: Endpoint,
         client_gone: Arc<AtomicBool>,
     ) -> Self {
+        let event_id = Uuid::now_v7();
         Self {
+            span: crate::telemetry::request_span(&event_id, endpoint.as_str()),
             sink: sink.clone(),
             metrics: Arc::clone(metrics),
-            event_id: Uuid::now_v7(),
+            event_id,
             started: Instant::now(),
             started_at_ms: epoch_ms(SystemTime::now()),
             principal,
@@ -122,6 +126,12 @@ impl Exchange {
     #[must_use]
     pub fn principal_arc(&self) -> &Arc<Principal> {
         &self.principal
+    }
+
+    /// The request's trace span, parent of its upstream attempts' spans.
+    #[must_use]
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     #[must_use]
@@ -235,6 +245,7 @@ impl Exchange {
             budget_lease: None,
         };
         self.metrics.record(&event);
+        crate::telemetry::record_request(&self.span, &event);
         self.sink.emit(event);
     }
 

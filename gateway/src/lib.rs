@@ -22,6 +22,8 @@
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
 //!   disk [`events::spool`]).
 //! - [`metrics`] — Prometheus series at `GET /metrics`, recorded from each usage event.
+//! - [`telemetry`] — the log subscriber and, when configured, OpenTelemetry spans per request and per upstream
+//!   attempt, exported over OTLP/HTTP in batches.
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
 //! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
@@ -43,6 +45,7 @@ pub mod routes;
 pub mod routing;
 pub mod sse;
 pub mod state;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tollgate_gateway::auth::generate_key;
 use tollgate_gateway::config::{Config, ProcessEnv};
-use tollgate_gateway::Gateway;
+use tollgate_gateway::{telemetry, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -87,37 +87,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    init_tracing();
     let config = Config::load(path, &ProcessEnv)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let gateway = Gateway::try_new(&config)?;
-        tracing::info!(
-            listen = %config.server.listen,
-            store = %config.store.path.display(),
-            models = config.models.len(),
-            "tollgate serving"
-        );
-        gateway.serve(listener, shutdown_signal()).await?;
-        tracing::info!("tollgate stopped; usage flushed");
-        Ok(())
+        // Inside the runtime: the span exporter sends through it.
+        let telemetry = telemetry::init(config.telemetry.as_ref())?;
+        let served = run_gateway(&config).await;
+        // Export the last spans (bounded by the exporter's timeout) before the runtime goes.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        served
     })
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+async fn run_gateway(config: &Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let gateway = Gateway::try_new(config)?;
+    tracing::info!(
+        listen = %config.server.listen,
+        store = %config.store.path.display(),
+        models = config.models.len(),
+        "tollgate serving"
+    );
+    gateway.serve(listener, shutdown_signal()).await?;
+    tracing::info!("tollgate stopped; usage flushed");
+    Ok(())
 }
 
 async fn shutdown_signal() {

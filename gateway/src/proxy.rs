@@ -41,6 +41,7 @@ use crate::retry::{exhausted_until_reset, RetryPacer};
 use crate::routing::health::{Availability, QUOTA_COOLDOWN};
 use crate::routing::{Candidate, Deployment};
 use crate::state::AppState;
+use crate::telemetry;
 pub use attempt::BodyStream;
 use attempt::{attempt, Answer, AttemptFailed, Attempted};
 use request::ClientRequest;
@@ -194,6 +195,7 @@ async fn serve(
             .first_byte_timeout
             .unwrap_or(candidate.deployment.provider.timeouts.first_byte);
         let attempt_started = Instant::now();
+        let span = telemetry::attempt_span(ex.span(), candidate, ex.attempts);
         match attempt(
             candidate,
             endpoint,
@@ -205,6 +207,7 @@ async fn serve(
         .await
         {
             Ok(answered) => {
+                telemetry::attempt_answered(&span, answered.status, attempt_started.elapsed());
                 candidate.deployment.metrics.attempt(true, false);
                 record_success(candidate, &answered.headers);
                 ex.first_byte();
@@ -217,6 +220,7 @@ async fn serve(
                 hint,
                 cut_by_deadline,
             }) => {
+                telemetry::attempt_failed(&span, &error);
                 candidate
                     .deployment
                     .metrics

@@ -2,9 +2,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -14,7 +15,9 @@ use tollgate_schemas::UsageEvent;
 use uuid::Uuid;
 
 use crate::error::MeteringError;
+use crate::metrics::{now_ms, DeadLetterReason, DedupeStage, Metrics};
 use crate::migrate;
+use crate::monitor::{MeteringConsumer, MeteringContext};
 use crate::row::UsageRow;
 use crate::settings::Settings;
 use crate::warehouse::{Backoff, Warehouse};
@@ -22,10 +25,13 @@ use crate::warehouse::{Backoff, Warehouse};
 /// Ids remembered after insert, so a replay seen soon after is dropped without asking ClickHouse.
 const RECENT_IDS: usize = 1_000_000;
 
-/// Runs until `shutdown` resolves; then inserts and commits what it holds, and returns.
+/// Runs until `shutdown` resolves; then inserts and commits what it holds, and returns. The HTTP listener
+/// (`/metrics`, `/healthz`, `/readyz`) is up from the start, so a consumer waiting for ClickHouse is alive
+/// but not ready.
 ///
 /// # Errors
-/// When Kafka clients cannot be created or a migration fails for a reason other than ClickHouse being away.
+/// When the HTTP address cannot be bound, Kafka clients cannot be created or a migration fails for a reason
+/// other than ClickHouse being away.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -39,6 +45,8 @@ pub async fn run(
             stop.cancel();
         });
     }
+    let metrics = Arc::new(Metrics::new());
+    crate::http::start(settings.http_addr, metrics.clone(), stop.clone()).await?;
     let warehouse = Warehouse::new(
         &settings.clickhouse_url,
         &settings.database,
@@ -49,6 +57,7 @@ pub async fn run(
     loop {
         match migrate::apply(warehouse.client(), &settings.database).await {
             Ok(applied) => {
+                metrics.clickhouse_answered();
                 tracing::info!(database = %settings.database, ?applied, "clickhouse schema is current");
                 break;
             }
@@ -62,16 +71,20 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
-        // A long ClickHouse outage blocks polling; keep the group membership meanwhile.
-        .set("max.poll.interval.ms", "3600000")
-        .create()?;
+    let consumer: Arc<MeteringConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            // A long ClickHouse outage blocks polling; keep the group membership meanwhile.
+            .set("max.poll.interval.ms", "3600000")
+            .create_with_context(MeteringContext {
+                metrics: metrics.clone(),
+            })?,
+    );
     consumer.subscribe(&[&settings.topic])?;
     let dead_letters: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
@@ -79,12 +92,20 @@ pub async fn run(
         .set("acks", "all")
         .create()?;
     tracing::info!(topic = %settings.topic, group = %settings.group, "consuming usage events");
+    tokio::spawn(crate::monitor::run(
+        consumer.clone(),
+        warehouse.clone(),
+        metrics.clone(),
+        settings.lag_interval(),
+        stop.clone(),
+    ));
 
     let mut state = Loop {
         settings: &settings,
         warehouse,
         consumer: &consumer,
         dead_letters,
+        metrics,
         batch: Batch::default(),
         recent: RecentIds::default(),
         stop: stop.clone(),
@@ -101,6 +122,7 @@ pub async fn run(
             }
             received = consumer.recv() => match received {
                 Ok(message) => {
+                    state.metrics.consumed();
                     state.take(&message).await;
                     if state.batch.full(state.settings) && !state.flush(&stop).await {
                         return Ok(());
@@ -175,8 +197,9 @@ impl RecentIds {
 struct Loop<'a> {
     settings: &'a Settings,
     warehouse: Warehouse,
-    consumer: &'a StreamConsumer,
+    consumer: &'a MeteringConsumer,
     dead_letters: FutureProducer,
+    metrics: Arc<Metrics>,
     batch: Batch,
     recent: RecentIds,
     stop: CancellationToken,
@@ -197,6 +220,7 @@ impl Loop<'_> {
                     // Shutting down before Kafka took it: not noted, so not committed, so redelivered.
                     return;
                 }
+                self.metrics.dead_lettered(DeadLetterReason::of(&e));
             }
         }
         self.batch
@@ -262,22 +286,36 @@ impl Loop<'_> {
         let mut batch = std::mem::take(&mut self.batch);
         let mut in_batch = HashSet::new();
         let recent = &self.recent;
-        batch
-            .rows
-            .retain(|r| !recent.contains(&r.event_id) && in_batch.insert(r.event_id));
+        let (mut seen_recently, mut twice) = (0, 0);
+        batch.rows.retain(|r| {
+            if recent.contains(&r.event_id) {
+                seen_recently += 1;
+                false
+            } else if !in_batch.insert(r.event_id) {
+                twice += 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.metrics.duplicates(DedupeStage::Recent, seen_recently);
+        self.metrics.duplicates(DedupeStage::Batch, twice);
         let mut backoff = Backoff::new();
         loop {
             match self.store(&mut batch.rows).await {
                 Ok(()) => break,
                 Err(e) => {
+                    self.metrics.insert_failed();
                     tracing::warn!(error = %e, rows = batch.rows.len(), "clickhouse insert failed; retrying without committing");
                     tokio::select! {
                         () = stop.cancelled() => return false,
                         () = tokio::time::sleep(backoff.delay()) => {}
                     }
+                    self.metrics.insert_retried();
                 }
             }
         }
+        self.metrics.batch_stored();
         for row in &batch.rows {
             self.recent.remember(row.event_id);
         }
@@ -291,7 +329,9 @@ impl Loop<'_> {
                 tracing::warn!(error = %e, "cannot build the offset list");
             }
         }
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+        let committed = self.consumer.commit(&offsets, CommitMode::Sync);
+        self.metrics.committed(committed.is_ok());
+        if let Err(e) = committed {
             // Rows are stored; a redelivery is deduplicated. Nothing is lost by a failed commit.
             tracing::warn!(error = %e, "offset commit failed (rebalance?); redelivered rows will be deduplicated");
         }
@@ -306,7 +346,10 @@ impl Loop<'_> {
         }
         let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
         let existing: HashSet<Uuid> = self.warehouse.existing(&ids).await?.into_iter().collect();
+        self.metrics.clickhouse_answered();
         if !existing.is_empty() {
+            self.metrics
+                .duplicates(DedupeStage::ClickHouse, existing.len());
             tracing::info!(duplicates = existing.len(), "skipping rows already stored");
             rows.retain(|r| !existing.contains(&r.event_id));
         }
@@ -318,12 +361,15 @@ impl Loop<'_> {
         for row in rows.iter_mut() {
             row.inserted_at_ms = now;
         }
-        self.warehouse.insert(rows).await
+        let started = Instant::now();
+        self.warehouse.insert(rows).await?;
+        self.metrics.clickhouse_answered();
+        self.metrics.inserted(
+            rows.len(),
+            started.elapsed(),
+            rows.iter()
+                .map(|r| r.inserted_at_ms.saturating_sub(r.finished_at_ms)),
+        );
+        Ok(())
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
 }

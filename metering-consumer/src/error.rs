@@ -12,6 +12,11 @@ pub enum MeteringError {
         name: &'static str,
         source: clickhouse::error::Error,
     },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid setting {name}: {message}")]
     Setting { name: &'static str, message: String },
 }
@@ -29,7 +34,7 @@ impl MeteringError {
                 ) || e.to_string().contains("connect")
             }
             Self::Kafka(_) => true,
-            Self::Setting { .. } => false,
+            Self::Setting { .. } | Self::Listen { .. } => false,
         }
     }
 }

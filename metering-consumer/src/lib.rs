@@ -7,6 +7,9 @@
 //! - [`warehouse`] — ClickHouse: dedupe lookup, insert, retry of transient failures.
 //! - [`consumer`] — the loop: consume → decode (dead-letter what cannot be decoded) → batch by rows, bytes
 //!   and age → dedupe → insert → commit offsets.
+//! - [`metrics`] — the Prometheus series and the readiness facts; [`http`] serves them (`/metrics`, `/healthz`,
+//!   `/readyz`) and probes them (`tollgate-metering healthcheck`); [`monitor`] refreshes consumer lag and
+//!   pings ClickHouse off the hot loop.
 //! - [`error`] — [`error::MeteringError`].
 //!
 //! ## Exactly-once effect
@@ -19,7 +22,10 @@
 
 pub mod consumer;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod migrate;
+pub mod monitor;
 pub mod row;
 pub mod settings;
 pub mod warehouse;

@@ -1,13 +1,31 @@
 //! Settings from flags or environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// `tollgate-metering`: Kafka usage topic → ClickHouse.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tollgate-metering", version)]
 pub struct Settings {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Address of the HTTP listener serving /metrics, /healthz and /readyz (and the one `healthcheck` asks).
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_METERING_HTTP_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub http_addr: SocketAddr,
+    /// How often consumer lag is measured and ClickHouse pinged for readiness (milliseconds).
+    #[arg(
+        long,
+        env = "TOLLGATE_METERING_LAG_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub lag_interval_ms: u64,
     /// Kafka bootstrap servers.
     #[arg(
         long,
@@ -58,9 +76,26 @@ pub struct Settings {
     pub batch_age_ms: u64,
 }
 
+/// What to do instead of consuming.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask a running consumer's /readyz (at --http-addr) and exit 0 if it is ready, 1 if not: for container
+    /// health checks without curl.
+    Healthcheck {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2_000)]
+        timeout_ms: u64,
+    },
+}
+
 impl Settings {
     #[must_use]
     pub fn batch_age(&self) -> Duration {
         Duration::from_millis(self.batch_age_ms)
+    }
+
+    #[must_use]
+    pub fn lag_interval(&self) -> Duration {
+        Duration::from_millis(self.lag_interval_ms.max(100))
     }
 }

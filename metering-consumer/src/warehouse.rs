@@ -37,6 +37,15 @@ impl Warehouse {
         &self.client
     }
 
+    /// Whether ClickHouse answers at all (`SELECT 1`).
+    ///
+    /// # Errors
+    /// When ClickHouse cannot answer.
+    pub async fn ping(&self) -> Result<(), MeteringError> {
+        self.client.query("SELECT 1").execute().await?;
+        Ok(())
+    }
+
     /// The ids among `ids` that `usage_events` already holds.
     ///
     /// # Errors

@@ -9,7 +9,7 @@ mod pipeline_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pipeline_support::{ch, ch_u64, service, Pipeline};
+use pipeline_support::{ch, ch_u64, metric, metric_sum, service, Pipeline};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -295,6 +295,142 @@ async fn f_replayed_duplicates_are_dropped_and_garbage_is_dead_lettered() {
     assert_exactly(&p, &ids).await;
     let dead = read_topic(&format!("{}.dlq", p.topic), 1).await;
     assert_eq!(dead, vec![b"{not json".to_vec()]);
+    // The consumer's own account of it: 30 duplicates dropped (by whichever stage caught them), one dead letter.
+    let text = p
+        .wait_consumer_metrics(Duration::from_secs(10), |t| {
+            metric_sum(t, "tollgate_metering_duplicates_dropped_total").0 >= 30.0
+        })
+        .await;
+    assert_eq!(
+        metric_sum(&text, "tollgate_metering_duplicates_dropped_total").0,
+        30.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "tollgate_metering_rows_inserted_total"),
+        Some(30.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_metering_dead_lettered_total{reason="invalid_json"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    p.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka + ClickHouse (scripts/services.sh); run with --ignored --test-threads=1"]
+async fn g_consumer_metrics_and_readiness_follow_the_pipeline() {
+    // A consumer that holds its batch (no age or size reached): everything it reads stays uncommitted, so
+    // its lag gauge must count every event sent.
+    let mut p = Pipeline::start_with("g", &["--batch-age-ms", "600000"]).await;
+    let held = traffic(&p, 40, 4, 0).await;
+    assert_eq!(held.len(), 40);
+    let text = p
+        .wait_consumer_metrics(Duration::from_secs(30), |t| {
+            metric_sum(t, "tollgate_metering_consumer_lag").0 == 40.0
+                && metric(t, "tollgate_metering_records_consumed_total") == Some(40.0)
+        })
+        .await;
+    let (lag, partitions) = metric_sum(&text, "tollgate_metering_consumer_lag");
+    assert_eq!(lag, 40.0, "uncommitted events are lag: {text}");
+    assert!(partitions > 0, "a lag series per assigned partition");
+    assert_eq!(
+        metric(&text, "tollgate_metering_rows_inserted_total"),
+        Some(0.0)
+    );
+    let (status, ready) = p.consumer_readyz().await.expect("readyz answers");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["clickhouse_up"], true);
+    assert!(
+        ready["assigned_partitions"].as_i64().unwrap_or(0) > 0,
+        "{ready}"
+    );
+    assert_eq!(ready["consumer_lag"], 40, "{ready}");
+    // SIGTERM stores and commits the held batch.
+    let mut held_consumer = p.consumer.take().expect("consumer");
+    assert_eq!(Pipeline::terminate(&mut held_consumer), Some(0));
+    assert_eq!(p.wait_rows(40, Duration::from_secs(30)).await, 40);
+
+    // A fresh consumer: its counters start at zero and follow the next events exactly.
+    p.start_consumer(&[]);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let readyz = p.consumer_readyz().await;
+        if readyz.as_ref().is_some_and(|(s, _)| *s == 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "consumer never became ready: {readyz:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let more = traffic(&p, 30, 3, 40).await;
+    assert_eq!(more.len(), 30);
+    let text = p
+        .wait_consumer_metrics(Duration::from_secs(30), |t| {
+            metric(t, "tollgate_metering_rows_inserted_total") == Some(30.0)
+                && metric_sum(t, "tollgate_metering_consumer_lag").0 == 0.0
+        })
+        .await;
+    assert_eq!(
+        metric(&text, "tollgate_metering_rows_inserted_total"),
+        Some(30.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "tollgate_metering_records_consumed_total"),
+        Some(30.0)
+    );
+    assert_eq!(
+        metric_sum(&text, "tollgate_metering_consumer_lag"),
+        (0.0, partitions),
+        "caught up: {text}"
+    );
+    assert!(metric(&text, "tollgate_metering_insert_duration_seconds_count").unwrap_or(0.0) > 0.0);
+    assert_eq!(
+        metric(&text, "tollgate_metering_pipeline_lag_seconds_count"),
+        Some(30.0)
+    );
+    assert!(metric(&text, "tollgate_metering_batches_total").unwrap_or(0.0) > 0.0);
+    assert!(metric(&text, r#"tollgate_metering_commits_total{result="ok"}"#).unwrap_or(0.0) > 0.0);
+    assert_eq!(
+        metric(&text, "tollgate_metering_insert_failures_total"),
+        Some(0.0)
+    );
+    assert_eq!(metric(&text, "tollgate_metering_clickhouse_up"), Some(1.0));
+    let mut all = held;
+    all.extend(more);
+    assert_exactly(&p, &all).await;
+    // The healthcheck subcommand asks the same /readyz.
+    let check = std::process::Command::new(pipeline_support::binary("tollgate-metering"))
+        .args([
+            "healthcheck",
+            "--http-addr",
+            &format!("127.0.0.1:{}", p.consumer_port),
+        ])
+        .output()
+        .expect("healthcheck");
+    assert!(check.status.success(), "{check:?}");
+    p.kill_consumer();
+    let check = std::process::Command::new(pipeline_support::binary("tollgate-metering"))
+        .args([
+            "healthcheck",
+            "--http-addr",
+            &format!("127.0.0.1:{}", p.consumer_port),
+        ])
+        .output()
+        .expect("healthcheck");
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "a dead consumer fails the check"
+    );
     p.cleanup().await;
 }
 

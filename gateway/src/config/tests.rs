@@ -212,3 +212,73 @@ fn kafka_section_selects_the_kafka_sink_with_defaults() {
     let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
     assert_eq!(paths, ["kafka.brokers", "kafka.spool_max_bytes"]);
 }
+
+#[test]
+fn telemetry_is_off_unless_an_endpoint_is_configured_or_in_the_standard_environment() {
+    let base = [
+        ("OPENAI_API_KEY", "sk-first"),
+        ("TOLLGATE_API_KEY", "tg-raw"),
+    ];
+    let c = Config::from_toml(GOOD, &env_of(&base)).unwrap();
+    assert!(c.telemetry.is_none());
+
+    let text = format!(
+        "{GOOD}\n[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"gw-eu\"\nsample_ratio = 0.25\n"
+    );
+    let t = Config::from_toml(&text, &env_of(&base))
+        .unwrap()
+        .telemetry
+        .unwrap();
+    assert_eq!(
+        t.traces_endpoint.as_str(),
+        "http://collector:4318/v1/traces"
+    );
+    assert_eq!((t.service_name.as_str(), t.sample_ratio), ("gw-eu", 0.25));
+
+    let mut env = base.to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"));
+    let t = Config::from_toml(GOOD, &env_of(&env))
+        .unwrap()
+        .telemetry
+        .unwrap();
+    assert_eq!(t.traces_endpoint.as_str(), "http://otel:4318/v1/traces");
+    assert_eq!((t.service_name.as_str(), t.sample_ratio), ("tollgate", 1.0));
+    env.push(("OTEL_SDK_DISABLED", "true"));
+    assert!(Config::from_toml(GOOD, &env_of(&env))
+        .unwrap()
+        .telemetry
+        .is_none());
+
+    // An empty endpoint (an unset `${VAR:-}`) is off, not an error.
+    let text = format!("{GOOD}\n[telemetry]\notlp_endpoint = \"${{OTLP_URL:-}}\"\n");
+    assert!(Config::from_toml(&text, &env_of(&base))
+        .unwrap()
+        .telemetry
+        .is_none());
+}
+
+#[test]
+fn telemetry_problems_are_reported_with_their_paths() {
+    let env = env_of(&[
+        ("OPENAI_API_KEY", "sk-first"),
+        ("TOLLGATE_API_KEY", "tg-raw"),
+    ]);
+    let text = format!(
+        "{GOOD}\n[telemetry]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 1.5\nexporter = \"jaeger\"\n"
+    );
+    let paths: Vec<String> = Config::from_toml(&text, &env)
+        .unwrap_err()
+        .issues
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    assert_eq!(paths, ["telemetry"], "unknown field refused first");
+    let text = format!("{GOOD}\n[telemetry]\notlp_endpoint = \"ftp://x\"\nsample_ratio = 1.5\n");
+    let paths: Vec<String> = Config::from_toml(&text, &env)
+        .unwrap_err()
+        .issues
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    assert_eq!(paths, ["telemetry.sample_ratio", "telemetry.otlp_endpoint"]);
+}

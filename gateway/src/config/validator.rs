@@ -8,15 +8,15 @@ use std::time::Duration;
 use super::budgets::RawBudgetSettings;
 use super::pricing::{RawPriceRow, RawPricing};
 use super::raw::{
-    RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant,
+    RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTelemetry, RawTenant,
 };
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
-    ServerConfig, StoreConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
+    ServerConfig, StoreConfig, TelemetryConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
 use crate::auth::KeyHash;
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "budget_settings",
     "budgets",
     "admin",
@@ -30,6 +30,7 @@ const SECTIONS: [&str; 13] = [
     "keys",
     "teams",
     "tenants",
+    "telemetry",
 ];
 
 pub(super) struct Validator<'a> {
@@ -146,6 +147,12 @@ impl<'a> Validator<'a> {
             let currency = p.rates.reporting.clone();
             self.budgets(raw_budget_settings, raw_budgets, &currency)
         });
+        let telemetry = match root.remove("telemetry") {
+            Some(v) => self
+                .section::<RawTelemetry>("telemetry", v)
+                .and_then(|t| self.telemetry(t)),
+            None => self.telemetry(RawTelemetry::default()),
+        };
         let raw_providers = self.tables("providers", root.remove("providers"));
         let raw_models = self.tables("models", root.remove("models"));
         let raw_keys = self.tables("keys", root.remove("keys"));
@@ -222,6 +229,7 @@ impl<'a> Validator<'a> {
             pricing: pricing?,
             budgets: budgets?,
             admin,
+            telemetry,
         })
     }
 
@@ -278,6 +286,59 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `[telemetry]`, falling back to the standard OpenTelemetry environment: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// (used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`), `OTEL_SERVICE_NAME`; `OTEL_SDK_DISABLED=true`
+    /// turns export off. An empty `otlp_endpoint` (e.g. `"${OTLP_URL:-}"`) also means off.
+    fn telemetry(&mut self, raw: RawTelemetry) -> Option<TelemetryConfig> {
+        let ratio = raw.sample_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            self.issue("telemetry.sample_ratio", "must be between 0.0 and 1.0");
+        }
+        let service_name = raw
+            .service_name
+            .or_else(|| self.env.var("OTEL_SERVICE_NAME"))
+            .unwrap_or_else(|| "tollgate".into());
+        if service_name.trim().is_empty() {
+            self.issue("telemetry.service_name", "must not be empty");
+        }
+        if self
+            .env
+            .var("OTEL_SDK_DISABLED")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            return None;
+        }
+        let (path, url) = match raw.otlp_endpoint {
+            Some(base) => ("telemetry.otlp_endpoint", traces_url(&base)),
+            None => match self.env.var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                Some(full) if !full.is_empty() => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full),
+                _ => (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    traces_url(
+                        &self
+                            .env
+                            .var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                            .unwrap_or_default(),
+                    ),
+                ),
+            },
+        };
+        if url.is_empty() {
+            return None;
+        }
+        match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(TelemetryConfig {
+                traces_endpoint: u,
+                service_name,
+                sample_ratio: ratio.clamp(0.0, 1.0),
+            }),
+            _ => {
+                self.issue(path, "must be an http(s) URL like http://127.0.0.1:4318");
+                None
+            }
+        }
+    }
+
     fn kafka(&mut self, raw: RawKafka) -> KafkaConfig {
         if raw.brokers.trim().is_empty() {
             self.issue("kafka.brokers", "must list at least one broker (host:port)");
@@ -295,6 +356,16 @@ impl<'a> Validator<'a> {
             spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
             message_timeout: message_timeout.unwrap_or(Duration::from_secs(5)),
         }
+    }
+}
+
+/// An OTLP base URL → its traces URL: `/v1/traces` appended unless already there; empty stays empty.
+fn traces_url(base: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    if base.is_empty() || base.ends_with("/v1/traces") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/traces")
     }
 }
 

@@ -28,6 +28,7 @@ pub enum Answer {
 
 pub struct Attempted {
     pub answer: Answer,
+    pub status: u16,
     pub headers: HeaderMap,
 }
 
@@ -105,6 +106,7 @@ pub async fn attempt(
             Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Some(Ok(first))) => Ok(Attempted {
                 answer: Answer::Stream { first, rest },
+                status: status.as_u16(),
                 headers,
             }),
         };
@@ -114,6 +116,7 @@ pub async fn attempt(
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
         Ok(Ok(body)) => Ok(Attempted {
             answer: Answer::Plain(body),
+            status: status.as_u16(),
             headers,
         }),
     }

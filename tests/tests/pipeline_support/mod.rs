@@ -35,7 +35,7 @@ fn repo() -> PathBuf {
 }
 
 /// A workspace binary next to this test executable (target/<profile>/).
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
@@ -98,11 +98,18 @@ pub struct Pipeline {
     pub gateway: Option<Child>,
     pub gateway_port: u16,
     pub consumer: Option<Child>,
+    /// The running consumer's HTTP port (`/metrics`, `/healthz`, `/readyz`); a new one per start.
+    pub consumer_port: u16,
     pub client: reqwest::Client,
 }
 
 impl Pipeline {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, &[]).await
+    }
+
+    /// Like [`Self::start`], the consumer started with `consumer_flags`.
+    pub async fn start_with(name: &str, consumer_flags: &[&str]) -> Self {
         service("start", "all");
         let unique = uuid::Uuid::now_v7().simple().to_string();
         let id = format!("{name}_{}", &unique[unique.len() - 10..]);
@@ -117,13 +124,14 @@ impl Pipeline {
             gateway: None,
             gateway_port: free_port(),
             consumer: None,
+            consumer_port: 0,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .build()
                 .expect("client"),
         };
         p.start_gateway();
-        p.start_consumer(&[]);
+        p.start_consumer(consumer_flags);
         p.wait_gateway().await;
         p
     }
@@ -197,8 +205,10 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
         );
     }
 
-    /// Starts a consumer process; `extra` adds flags (e.g. small batches).
+    /// Starts a consumer process; `extra` adds flags (e.g. small batches). Its HTTP listener gets a free port
+    /// and refreshes lag every 300 ms.
     pub fn start_consumer(&mut self, extra: &[&str]) {
+        self.consumer_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -219,6 +229,12 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
                 &clickhouse_url(),
                 "--database",
                 &self.database,
+            ])
+            .args([
+                "--http-addr",
+                &format!("127.0.0.1:{}", self.consumer_port),
+                "--lag-interval-ms",
+                "300",
             ])
             .args(extra)
             .env("TOLLGATE_LOG", "info")
@@ -247,6 +263,47 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    /// A URL on the running consumer's HTTP listener.
+    pub fn consumer_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.consumer_port)
+    }
+
+    /// The consumer's `/metrics` text (empty while it does not answer).
+    pub async fn consumer_metrics(&self) -> String {
+        match self.client.get(self.consumer_url("/metrics")).send().await {
+            Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Polls the consumer's `/metrics` until `done` holds for its text (or `timeout`); returns the last text.
+    pub async fn wait_consumer_metrics(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let text = self.consumer_metrics().await;
+            if done(&text) || Instant::now() >= until {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `GET /readyz` on the consumer: status and JSON body (`None` while it does not answer).
+    pub async fn consumer_readyz(&self) -> Option<(u16, Value)> {
+        let r = self
+            .client
+            .get(self.consumer_url("/readyz"))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.json().await.ok()?))
     }
 
     pub fn table(&self, name: &str) -> String {
@@ -331,6 +388,23 @@ impl Drop for Pipeline {
             let _ = child.wait();
         }
     }
+}
+
+/// The value of the series whose line starts with `series` (name and labels exactly as exposed).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+    })
+}
+
+/// The sum of every series of a family with labels (`name{...} value`), and how many there are.
+pub fn metric_sum(text: &str, name: &str) -> (f64, usize) {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold((0.0, 0), |(sum, n), v| (sum + v, n + 1))
 }
 
 pub fn free_port() -> u16 {
