@@ -3,7 +3,9 @@
 //! Keys are kept only as SHA-256 digests; the raw key exists in memory only while a request is checked.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use http::HeaderMap;
 use rand::distr::{Alphanumeric, SampleString};
@@ -67,39 +69,125 @@ pub struct Principal {
     pub require_tags: crate::config::Tags,
 }
 
-/// Virtual keys by hash.
+/// Virtual keys by hash: the config file's, plus those issued through the admin API (control events).
+///
+/// Lookups read an immutable map swapped atomically on every change, so the request path never takes a lock;
+/// a revocation is in effect for every request that starts after the swap.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    by_hash: HashMap<KeyHash, Arc<Principal>>,
+    by_hash: ArcSwap<HashMap<KeyHash, Arc<Principal>>>,
+    /// Keys declared in the config file: fixed, never changed through the admin API.
+    configured: Vec<(KeyHash, Arc<Principal>)>,
+    tenants: BTreeMap<String, TenantConfig>,
+    /// Keys issued through the admin API, by key id.
+    issued: Mutex<BTreeMap<String, (KeyHash, Arc<Principal>)>>,
+}
+
+/// One key as the admin API lists it (never the key or its full digest).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub tenant: String,
+    pub team: String,
+    /// `config` (declared in the file) or `admin` (issued through the admin API).
+    pub source: &'static str,
+    /// The first 8 hex characters of the key's SHA-256, to tell keys apart.
+    pub sha256_prefix: String,
 }
 
 impl KeyStore {
     /// Keys by hash; each principal carries its tenant's routing constraints on top of its own.
     #[must_use]
     pub fn new(keys: &[KeyConfig], tenants: &BTreeMap<String, TenantConfig>) -> Self {
-        let by_hash = keys
+        let configured: Vec<(KeyHash, Arc<Principal>)> = keys
             .iter()
             .map(|k| {
-                let mut require_tags = tenants
-                    .get(&k.tenant)
-                    .map(|t| t.require_tags.clone())
-                    .unwrap_or_default();
-                for (name, value) in &k.require_tags {
-                    require_tags
-                        .entry(name.clone())
-                        .or_insert_with(|| value.clone());
-                }
-                let principal = Principal {
-                    key_id: k.name.clone(),
-                    tenant: k.tenant.clone(),
-                    team: k.team.clone(),
-                    models: k.models.clone(),
-                    require_tags,
-                };
+                let principal = principal(
+                    tenants,
+                    &k.name,
+                    &k.tenant,
+                    &k.team,
+                    k.models.clone(),
+                    &k.require_tags,
+                );
                 (k.hash, Arc::new(principal))
             })
             .collect();
-        Self { by_hash }
+        let store = Self {
+            by_hash: ArcSwap::default(),
+            configured,
+            tenants: tenants.clone(),
+            issued: Mutex::new(BTreeMap::new()),
+        };
+        store.rebuild(&BTreeMap::new());
+        store
+    }
+
+    fn rebuild(&self, issued: &BTreeMap<String, (KeyHash, Arc<Principal>)>) {
+        let map: HashMap<KeyHash, Arc<Principal>> = self
+            .configured
+            .iter()
+            .cloned()
+            .chain(issued.values().cloned())
+            .collect();
+        self.by_hash.store(Arc::new(map));
+    }
+
+    /// Whether `key_id` is declared in the config file (the admin API must not change it).
+    #[must_use]
+    pub fn is_configured(&self, key_id: &str) -> bool {
+        self.configured.iter().any(|(_, p)| p.key_id == key_id)
+    }
+
+    /// Whether `hash` belongs to any key (a new key must not collide).
+    #[must_use]
+    pub fn contains_hash(&self, hash: &KeyHash) -> bool {
+        self.by_hash.load().contains_key(hash)
+    }
+
+    /// Adds or replaces (rotation) an issued key.
+    pub fn issue(
+        &self,
+        key_id: &str,
+        tenant: &str,
+        team: &str,
+        hash: KeyHash,
+        models: AllowedModels,
+        require_tags: &crate::config::Tags,
+    ) {
+        if self.is_configured(key_id) {
+            return;
+        }
+        let p = principal(&self.tenants, key_id, tenant, team, models, require_tags);
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.insert(key_id.to_string(), (hash, Arc::new(p)));
+        self.rebuild(&issued);
+    }
+
+    /// Revokes an issued key; false when there is none by that id.
+    pub fn revoke(&self, key_id: &str) -> bool {
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = issued.remove(key_id).is_some();
+        self.rebuild(&issued);
+        removed
+    }
+
+    /// Every key, config ones first.
+    #[must_use]
+    pub fn list(&self) -> Vec<KeyInfo> {
+        let info = |hash: &KeyHash, p: &Principal, source| KeyInfo {
+            key_id: p.key_id.clone(),
+            tenant: p.tenant.clone(),
+            team: p.team.clone(),
+            source,
+            sha256_prefix: hash.to_hex()[..8].to_string(),
+        };
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        self.configured
+            .iter()
+            .map(|(h, p)| info(h, p, "config"))
+            .chain(issued.values().map(|(h, p)| info(h, p, "admin")))
+            .collect()
     }
 
     /// Resolves the key sent as `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
@@ -110,9 +198,37 @@ impl KeyStore {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
         let key = presented_key(headers).ok_or(GatewayError::MissingApiKey)?;
         self.by_hash
+            .load()
             .get(&KeyHash::of(key))
             .cloned()
             .ok_or(GatewayError::InvalidApiKey)
+    }
+}
+
+/// A principal with its tenant's required tags under its own.
+fn principal(
+    tenants: &BTreeMap<String, TenantConfig>,
+    key_id: &str,
+    tenant: &str,
+    team: &str,
+    models: AllowedModels,
+    own_tags: &crate::config::Tags,
+) -> Principal {
+    let mut require_tags = tenants
+        .get(tenant)
+        .map(|t| t.require_tags.clone())
+        .unwrap_or_default();
+    for (name, value) in own_tags {
+        require_tags
+            .entry(name.clone())
+            .or_insert_with(|| value.clone());
+    }
+    Principal {
+        key_id: key_id.to_string(),
+        tenant: tenant.to_string(),
+        team: team.to_string(),
+        models,
+        require_tags,
     }
 }
 

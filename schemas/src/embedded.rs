@@ -49,4 +49,12 @@ ALTER TABLE usage_events ADD COLUMN price_missing INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_events ADD COLUMN tags TEXT;
 ALTER TABLE usage_events ADD COLUMN budget_lease TEXT;
 "#,
+    // 3: the control log of the embedded default (admin API changes), replayed in `seq` order at start.
+    r#"
+CREATE TABLE IF NOT EXISTS control_events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity  TEXT NOT NULL,
+    event   TEXT NOT NULL
+);
+"#,
 ];

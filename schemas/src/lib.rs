@@ -5,6 +5,8 @@
 //! ## Layout
 //! - [`usage`] — [`UsageEvent`], the one record every request produces, and its parts ([`UsageVector`],
 //!   [`Outcome`], [`UsageSource`], [`Endpoint`]).
+//! - [`control`] — [`control::ControlEvent`]: keys and budgets created through the admin API, replayed by every
+//!   replica.
 //! - [`topics`] — names of the Kafka topics the pipeline uses.
 //! - [`embedded`] — DDL of the embedded (SQLite) usage store.
 //! - [`clickhouse`] — ClickHouse DDL as ordered migrations (raw usage + per-minute / per-day aggregates).
@@ -18,6 +20,7 @@
 //! - `event_id` is a UUIDv7: time-ordered, unique per request, and the idempotency key of every store.
 
 pub mod clickhouse;
+pub mod control;
 pub mod embedded;
 pub mod price;
 pub mod topics;

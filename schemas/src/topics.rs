@@ -4,3 +4,6 @@
 pub const USAGE: &str = "tollgate.usage.v1";
 /// Records the metering consumer could not decode, with the reason.
 pub const USAGE_DEAD_LETTER: &str = "tollgate.usage.dlq.v1";
+/// Control events (keys, budgets), compacted, keyed by entity (`key/<id>`, `budget/<id>`); one partition so
+/// every replica applies them in one order.
+pub const CONTROL: &str = "tollgate.control.v1";
