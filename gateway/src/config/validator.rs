@@ -9,14 +9,16 @@ use super::pricing::{RawPriceRow, RawPricing};
 use super::raw::{
     RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTenant,
 };
+use super::reports::RawReports;
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
     ServerConfig, StoreConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
 use crate::auth::KeyHash;
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "admin",
+    "reports",
     "pricing",
     "prices",
     "server",
@@ -125,6 +127,11 @@ impl<'a> Validator<'a> {
             .remove("admin")
             .and_then(|v| self.section::<RawAdmin>("admin", v))
             .and_then(|a| self.admin(a));
+        let reports = root
+            .remove("reports")
+            .and_then(|v| self.section::<RawReports>("reports", v))
+            .map(|r| self.reports(r))
+            .unwrap_or_default();
         let raw_pricing = root
             .remove("pricing")
             .and_then(|v| self.section::<RawPricing>("pricing", v))
@@ -209,6 +216,7 @@ impl<'a> Validator<'a> {
             keys,
             pricing: pricing?,
             admin,
+            reports,
         })
     }
 
