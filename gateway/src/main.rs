@@ -41,7 +41,7 @@ enum Command {
         command: KeysCommand,
     },
     /// Print a usage report from a running gateway (`GET /admin/usage`).
-    Usage(UsageArgs),
+    Usage(Box<UsageArgs>),
 }
 
 #[derive(clap::Args)]
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(&cli.config),
-        Command::Usage(args) => usage(args),
+        Command::Usage(args) => usage(*args),
     }
 }
 
