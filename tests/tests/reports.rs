@@ -461,3 +461,217 @@ async fn bad_parameters_are_refused_with_the_reason() {
         assert!(message.contains(needle), "{query}: {message}");
     }
 }
+
+/// ClickHouse's HTTP URL (`TOLLGATE_CLICKHOUSE_URL` overrides).
+fn clickhouse_url() -> String {
+    std::env::var("TOLLGATE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into())
+}
+
+async fn clickhouse(sql: String) {
+    let r = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(sql)
+        .send()
+        .await
+        .expect("ClickHouse reachable (scripts/services.sh)");
+    let status = r.status();
+    let body = r.text().await.expect("body");
+    assert!(status.is_success(), "{body}");
+}
+
+/// The same events — real traffic plus copies at chosen times with hostile tag values — in the embedded
+/// store and in ClickHouse (through the consumer's own migrations, row format and insert): both backends
+/// must return identical rows for every query. Then a re-pricing correction shows in ClickHouse only, under
+/// its event's dimensions; and a gateway configured with `[reports] clickhouse_url` serves the same report.
+#[tokio::test]
+#[ignore = "needs ClickHouse (scripts/services.sh); run with --ignored"]
+async fn clickhouse_and_embedded_reports_agree_to_the_nano_unit() {
+    use tollgate_gateway::config::ReportsClickHouse;
+    use tollgate_gateway::report::clickhouse::ClickHouseReports;
+    use tollgate_gateway::report::embedded::EmbeddedReports;
+    use tollgate_gateway::report::{Bucket, Dimension, Filters, Reports, UsageQuery};
+
+    let h = Harness::start_with(&admin_config()).await;
+    let events = traffic(&h).await;
+    let base = 1_767_225_600_000;
+    let mut moved = spread(&events, base);
+    moved[1]
+        .tags
+        .insert("feature".into(), r"it's a \'quote\' -- ; DROP".into());
+    moved[2].end_user = Some("o'brien\\".into());
+    for e in &moved {
+        h.sink.emit(e.clone());
+    }
+    let all = h.wait_events(events.len() + moved.len()).await;
+    assert_eq!(all.len(), events.len() + moved.len());
+
+    let db = format!("tg_reports_{}", std::process::id());
+    clickhouse(format!("DROP DATABASE IF EXISTS {db}")).await;
+    let warehouse =
+        tollgate_metering::warehouse::Warehouse::new(&clickhouse_url(), &db, "default", "");
+    tollgate_metering::migrate::apply(warehouse.client(), &db)
+        .await
+        .expect("migrations");
+    let rows: Vec<_> = all
+        .iter()
+        .enumerate()
+        .map(|(i, e)| tollgate_metering::row::UsageRow::new(e.clone(), 0, i as i64, 0))
+        .collect();
+    warehouse.insert(&rows).await.expect("insert");
+
+    let settings = ReportsClickHouse {
+        url: clickhouse_url().parse().expect("url"),
+        database: db.clone(),
+        user: None,
+        password: None,
+    };
+    let embedded = Reports::Embedded(EmbeddedReports::new(h.store_path(), "USD"));
+    let warehouse_reports =
+        Reports::ClickHouse(ClickHouseReports::new(&settings, "USD").expect("client"));
+    let now = all.iter().map(|e| e.started_at_ms).max().expect("events") + 1;
+    let query = |from_ms, to_ms, group_by: Vec<Dimension>, bucket, filters| UsageQuery {
+        from_ms,
+        to_ms,
+        group_by,
+        filters,
+        bucket,
+    };
+    let every = vec![
+        Dimension::Tenant,
+        Dimension::Team,
+        Dimension::Key,
+        Dimension::EndUser,
+        Dimension::Model,
+        Dimension::Provider,
+        Dimension::Deployment,
+        Dimension::Tag("feature".into()),
+        Dimension::Tag("batch".into()),
+    ];
+    let (start, end) = (base, base + 3 * DAY);
+    let none = Filters::default;
+    let queries = vec![
+        query(base, now, vec![], None, none()),
+        query(base, now, every.clone(), None, none()),
+        query(
+            base,
+            now,
+            vec![Dimension::Model, Dimension::Key],
+            Some(Bucket::Day),
+            none(),
+        ),
+        query(
+            start,
+            end,
+            vec![Dimension::Key],
+            Some(Bucket::Minute),
+            none(),
+        ),
+        query(start, end, every.clone(), Some(Bucket::Hour), none()),
+        query(
+            base,
+            now,
+            vec![Dimension::Model],
+            None,
+            Filters {
+                tenant: Some("acme".into()),
+                tags: vec![("feature".into(), r"it's a \'quote\' -- ; DROP".into())],
+                ..none()
+            },
+        ),
+        query(
+            base,
+            now,
+            vec![Dimension::Key],
+            None,
+            Filters {
+                end_user: Some("o'brien\\".into()),
+                ..none()
+            },
+        ),
+        query(
+            base,
+            now,
+            vec![Dimension::Model],
+            None,
+            Filters {
+                tags: vec![("batch".into(), "b1".into())],
+                model: Some("qwen".into()),
+                ..none()
+            },
+        ),
+        query(
+            base,
+            now,
+            vec![],
+            None,
+            Filters {
+                tenant: Some("' OR 1=1 --".into()),
+                ..none()
+            },
+        ),
+    ];
+    for (i, q) in queries.iter().enumerate() {
+        let a = embedded.run(q).await.expect("embedded report");
+        let b = warehouse_reports.run(q).await.expect("ClickHouse report");
+        assert_eq!(a.rows, b.rows, "query {i}: {q:?}");
+        assert_eq!(a.totals, b.totals, "query {i}");
+        // Every query but the injection attempt finds something: the equality is not vacuous.
+        assert_eq!(a.rows.is_empty(), i == queries.len() - 1, "query {i}");
+    }
+
+    // A re-pricing correction for one event: ClickHouse's spend moves by exactly the delta, in that event's
+    // own group (tags included, which the correction row does not carry).
+    let target = &moved[1];
+    let delta: i64 = -123_456_789;
+    clickhouse(format!(
+        "INSERT INTO {db}.cost_corrections (correction_id, event_id, started_at, tenant, key_id, model, \
+         reporting_currency, delta_reporting_cost_nanos) VALUES ('c1', '{}', toDateTime({}), '{}', '{}', '{}', \
+         'USD', {delta})",
+        target.event_id,
+        target.started_at_ms / 1000,
+        target.tenant,
+        target.key_id,
+        target.model
+    ))
+    .await;
+    let q = query(
+        base,
+        now,
+        vec![Dimension::Tag("feature".into())],
+        None,
+        none(),
+    );
+    let a = embedded.run(&q).await.expect("embedded report");
+    let b = warehouse_reports.run(&q).await.expect("ClickHouse report");
+    let group = |r: &tollgate_gateway::report::UsageReport| {
+        r.rows
+            .iter()
+            .find(|row| row.values == [r"it's a \'quote\' -- ; DROP"])
+            .map(|row| row.figures.cost_nanos)
+            .expect("the corrected event's group")
+    };
+    assert_eq!(group(&b), group(&a) + i128::from(delta));
+    assert_eq!(
+        b.totals["USD"].cost_nanos,
+        a.totals["USD"].cost_nanos + i128::from(delta)
+    );
+    assert_eq!(b.totals["USD"].requests, a.totals["USD"].requests);
+
+    // Over HTTP: a gateway whose reports read ClickHouse answers with ClickHouse's numbers.
+    let reader = Harness::start_with(&format!(
+        "{}\n[reports]\nclickhouse_url = \"{}\"\nclickhouse_database = \"{db}\"\n",
+        admin_config(),
+        clickhouse_url()
+    ))
+    .await;
+    let doc = report(
+        &reader,
+        &format!("from={base}&to={now}&group_by=tag:feature"),
+    )
+    .await;
+    assert_eq!(doc["backend"], "clickhouse");
+    let expected_doc = serde_json::to_value(b.document()).expect("json");
+    assert_eq!(doc["rows"], expected_doc["rows"]);
+    assert_eq!(doc["totals"], expected_doc["totals"]);
+    clickhouse(format!("DROP DATABASE IF EXISTS {db}")).await;
+}
