@@ -90,7 +90,8 @@ impl ClickHouseReports {
 }
 
 /// The report's SQL, ending in `FORMAT JSONEachRow`. Columns: `b` (bucket), `d0`… (dimensions), `cur`, then
-/// the sums; aliases never reuse a column name (18.16 would substitute them inside the aggregates).
+/// the sums; aliases never reuse a column name (18.16 would substitute them inside the aggregates), and the
+/// joined subquery has an alias (current ClickHouse requires one).
 #[must_use]
 pub fn sql(query: &UsageQuery, database: &str, reporting_currency: &str) -> String {
     let db = identifier(database);
@@ -152,8 +153,8 @@ pub fn sql(query: &UsageQuery, database: &str, reporting_currency: &str) -> Stri
         to_s = query.to_ms.max(0) / 1000 + 1,
     );
     format!(
-        "SELECT {} FROM {db}.usage_events ANY LEFT JOIN ({corrections}) USING event_id WHERE {} GROUP BY {} \
-         LIMIT {} FORMAT JSONEachRow",
+        "SELECT {} FROM {db}.usage_events ANY LEFT JOIN ({corrections}) AS corrections USING event_id \
+         WHERE {} GROUP BY {} LIMIT {} FORMAT JSONEachRow",
         select.join(", "),
         conditions.join(" AND "),
         groups.join(", "),
