@@ -4,7 +4,8 @@
 #   2. the Rust unit and end-to-end tests (gateway in-process against the mock upstream),
 #   3. the pipeline tests against real Kafka and ClickHouse (started by scripts/services.sh),
 #   4. the official OpenAI SDKs (Python, Node) against the real binaries, the ClickHouse DDL on current
-#      ClickHouse (chdb), and every dashboard / analytics query on both ClickHouse versions,
+#      ClickHouse (chdb), every dashboard / analytics query on both ClickHouse versions, and the usage page in
+#      headless Chromium,
 #   5. docker-compose.yml validated with `docker compose config`.
 # `.ci/run` calls exactly this. Idempotent: reuses the venv and node_modules when they are current.
 set -euo pipefail
@@ -30,6 +31,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
 # The real Prometheus server scrapes /metrics in tests/python/test_prometheus.py.
 command -v prometheus >/dev/null || missing+=(prometheus)
+# The usage page is rendered in a real headless Chromium (tests/python/test_usage_page.py).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -53,6 +56,9 @@ bash scripts/services.sh
 
 step "pipeline tests (real Kafka + ClickHouse)"
 cargo test --locked -p tollgate-tests --test pipeline -- --ignored --test-threads=1
+
+step "usage reports: ClickHouse backend against the embedded store"
+cargo test --locked -p tollgate-tests --test reports -- --ignored
 
 step "python: official openai SDK"
 if [ ! -x .venv/bin/python ]; then

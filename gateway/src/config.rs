@@ -11,6 +11,7 @@ mod models;
 mod pricing;
 mod providers;
 mod raw;
+mod reports;
 mod secret;
 mod validator;
 
@@ -48,6 +49,8 @@ pub struct Config {
     pub budgets: BudgetConfig,
     /// Hash of the admin key (`[admin]`); `None` turns the admin API, usage API and usage page off.
     pub admin: Option<KeyHash>,
+    /// `[reports]`: where usage reports read from.
+    pub reports: ReportsConfig,
     /// `[teams.<name>]`: limits shared by every key of a team.
     pub teams: BTreeMap<String, Limits>,
     /// `[tenants.<name>]`: constraints on every key of a tenant.
@@ -84,6 +87,22 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+}
+
+/// Where usage reports read from: ClickHouse when configured, else the embedded store.
+#[derive(Debug, Clone, Default)]
+pub struct ReportsConfig {
+    pub clickhouse: Option<ReportsClickHouse>,
+}
+
+/// The ClickHouse that reports query (over HTTP).
+#[derive(Debug, Clone)]
+pub struct ReportsClickHouse {
+    pub url: reqwest::Url,
+    /// Letters, digits and underscores only (checked at load).
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
 }
 
 /// The Kafka event sink.

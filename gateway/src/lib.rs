@@ -9,7 +9,7 @@
 //!   secrets redacted).
 //! - [`auth`] — virtual keys (SHA-256 hashes) → [`auth::Principal`].
 //! - [`routes`] — the HTTP surface: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, `/healthz`,
-//!   `/readyz`.
+//!   `/readyz`, `/metrics`, `/admin/usage` (+ `/admin/usage/page`).
 //! - [`proxy`] — the orchestrator: read → route → call → relay → meter. [`relay`] streams SSE through,
 //!   decoding with [`sse`].
 //! - [`exchange`] — one request's accounting, ending in exactly one usage event; [`cost`] prices it.
@@ -21,6 +21,8 @@
 //! - [`provider`] — the OpenAI-wire provider family: kinds and quirks, request shaping, usage, errors.
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
 //!   disk [`events::spool`]).
+//! - [`report`] — usage reports (`GET /admin/usage`, the usage page, `tollgate usage`) over the embedded
+//!   store or ClickHouse.
 //! - [`metrics`] — Prometheus series at `GET /metrics`, recorded from each usage event.
 //! - [`telemetry`] — the log subscriber and, when configured, OpenTelemetry spans per request and per upstream
 //!   attempt, exported over OTLP/HTTP in batches.
@@ -40,6 +42,7 @@ pub mod provider;
 pub mod proxy;
 pub mod rate_limit;
 pub mod relay;
+pub mod report;
 pub mod retry;
 pub mod routes;
 pub mod routing;

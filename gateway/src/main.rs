@@ -1,11 +1,12 @@
-//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`.
+//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`, `usage`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tollgate_gateway::auth::generate_key;
-use tollgate_gateway::config::{Config, ProcessEnv};
+use tollgate_gateway::config::{Config, ProcessEnv, Secret};
+use tollgate_gateway::report::client::{self, Output, UsageRequest};
 use tollgate_gateway::{telemetry, Gateway};
 
 #[derive(Parser)]
@@ -39,6 +40,50 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print a usage report from a running gateway (`GET /admin/usage`).
+    Usage(Box<UsageArgs>),
+}
+
+#[derive(clap::Args)]
+struct UsageArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Environment variable holding the admin key.
+    #[arg(long, default_value = "TOLLGATE_ADMIN_KEY")]
+    admin_key_env: String,
+    /// Start: RFC 3339, YYYY-MM-DD or epoch milliseconds (default: 24 h before `to`).
+    #[arg(long)]
+    from: Option<String>,
+    /// End, exclusive (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Dimensions, comma-separated: tenant, team, key, end_user, model, provider, deployment, tag:<name>.
+    #[arg(long)]
+    by: Option<String>,
+    /// Time bucket: minute, hour or day.
+    #[arg(long)]
+    bucket: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    end_user: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    deployment: Option<String>,
+    /// A tag filter `name=value` (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// table, json or csv.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    format: String,
 }
 
 #[derive(Subcommand)]
@@ -83,7 +128,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(&cli.config),
+        Command::Usage(args) => usage(*args),
     }
+}
+
+fn usage(args: UsageArgs) -> anyhow::Result<()> {
+    let admin_key = std::env::var(&args.admin_key_env)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .with_context(|| format!("set the admin key in {}", args.admin_key_env))?;
+    let mut params: Vec<(String, String)> = [
+        ("from", args.from),
+        ("to", args.to),
+        ("group_by", args.by),
+        ("bucket", args.bucket),
+        ("tenant", args.tenant),
+        ("team", args.team),
+        ("key", args.key),
+        ("end_user", args.end_user),
+        ("model", args.model),
+        ("provider", args.provider),
+        ("deployment", args.deployment),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+    .collect();
+    params.extend(args.tag.into_iter().map(|t| ("tag".to_string(), t)));
+    let request = UsageRequest {
+        base_url: args.url,
+        admin_key: Secret::new(admin_key),
+        params,
+        output: match args.format.as_str() {
+            "json" => Output::Json,
+            "csv" => Output::Csv,
+            _ => Output::Table,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = runtime.block_on(client::fetch(&request))?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! HTTP routes: one file per endpoint, each a thin handler over [`crate::proxy`] or the state.
 
+mod admin_usage;
 mod chat;
 mod embeddings;
 mod health;
@@ -28,6 +29,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/admin/usage", get(admin_usage::usage))
+        .route("/admin/usage/page", get(admin_usage::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

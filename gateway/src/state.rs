@@ -8,6 +8,7 @@ use crate::error::GatewayError;
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
+use crate::report::Reports;
 use crate::routing::ModelRouter;
 
 pub struct AppState {
@@ -19,6 +20,8 @@ pub struct AppState {
     /// The validated config this state was built from (admin and report endpoints read it).
     pub config: Arc<Config>,
     pub router: ModelRouter,
+    /// Where usage reports read from (the embedded store or ClickHouse).
+    pub reports: Reports,
     pub sink: EventSink,
     pub metrics: Arc<Metrics>,
     pub limits: RateLimiter,
@@ -56,6 +59,7 @@ impl AppState {
             admin: AdminKey::new(config.admin),
             config: Arc::new(config.clone()),
             router: ModelRouter::try_new(config, &metrics)?,
+            reports: Reports::from_config(config)?,
             sink,
             metrics,
             tasks: tokio_util::task::TaskTracker::new(),

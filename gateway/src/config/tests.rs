@@ -282,3 +282,39 @@ fn telemetry_problems_are_reported_with_their_paths() {
         .collect();
     assert_eq!(paths, ["telemetry.sample_ratio", "telemetry.otlp_endpoint"]);
 }
+
+#[test]
+fn reports_default_to_the_embedded_store_and_validate_clickhouse_settings() {
+    let env = env_of(&[
+        ("OPENAI_API_KEY", "sk"),
+        ("TOLLGATE_API_KEY", "tg"),
+        ("CH_PW", "pw"),
+    ]);
+    let config = Config::from_toml(GOOD, &env).unwrap();
+    assert!(config.reports.clickhouse.is_none());
+
+    let text = format!(
+        "{GOOD}\n[reports]\nclickhouse_url = \"http://127.0.0.1:18123\"\nclickhouse_user = \"reader\"\nclickhouse_password_env = \"CH_PW\"\n"
+    );
+    let ch = Config::from_toml(&text, &env)
+        .unwrap()
+        .reports
+        .clickhouse
+        .unwrap();
+    assert_eq!(ch.url.as_str(), "http://127.0.0.1:18123/");
+    assert_eq!(ch.database, "tollgate");
+    assert_eq!(ch.password.as_ref().map(Secret::expose), Some("pw"));
+
+    let bad = format!(
+        "{GOOD}\n[reports]\nclickhouse_url = \"ftp://x\"\nclickhouse_database = \"a;b\"\nclickhouse_password_env = \"UNSET\"\n"
+    );
+    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.contains(&"reports.clickhouse_url"), "{err}");
+    assert!(paths.contains(&"reports.clickhouse_database"), "{err}");
+    assert!(paths.contains(&"reports.clickhouse_password_env"), "{err}");
+
+    let orphan = format!("{GOOD}\n[reports]\nclickhouse_database = \"x\"\n");
+    let err = Config::from_toml(&orphan, &env).unwrap_err();
+    assert_eq!(err.issues[0].path, "reports.clickhouse_database");
+}

@@ -10,16 +10,18 @@ use super::pricing::{RawPriceRow, RawPricing};
 use super::raw::{
     RawAdmin, RawKafka, RawKey, RawModel, RawProvider, RawServer, RawStore, RawTelemetry, RawTenant,
 };
+use super::reports::RawReports;
 use super::{
     Config, ConfigIssue, Env, KafkaConfig, KeyConfig, Limits, ModelConfig, ProviderConfig,
     ServerConfig, StoreConfig, TelemetryConfig, TenantConfig, DEFAULT_MAX_BODY_BYTES,
 };
 use crate::auth::KeyHash;
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "budget_settings",
     "budgets",
     "admin",
+    "reports",
     "pricing",
     "prices",
     "server",
@@ -129,6 +131,11 @@ impl<'a> Validator<'a> {
             .remove("admin")
             .and_then(|v| self.section::<RawAdmin>("admin", v))
             .and_then(|a| self.admin(a));
+        let reports = root
+            .remove("reports")
+            .and_then(|v| self.section::<RawReports>("reports", v))
+            .map(|r| self.reports(r))
+            .unwrap_or_default();
         let raw_pricing = root
             .remove("pricing")
             .and_then(|v| self.section::<RawPricing>("pricing", v))
@@ -230,6 +237,7 @@ impl<'a> Validator<'a> {
             budgets: budgets?,
             admin,
             telemetry,
+            reports,
         })
     }
 

@@ -18,6 +18,16 @@ pub const KEY: &str = "tg-test-key-all-models";
 /// The budget-alert signing secret tests can configure with `webhook_secret_env = "TEST_WEBHOOK_SECRET"`.
 pub const WEBHOOK_SECRET: &str = "whsec-test-secret";
 pub const NARROW_KEY: &str = "tg-test-key-one-model";
+/// The admin key of [`admin_config`].
+pub const ADMIN_KEY: &str = "tg-test-admin-key";
+
+/// An `[admin]` section (as `extra` for [`Harness::start_with`]) whose key is [`ADMIN_KEY`].
+pub fn admin_config() -> String {
+    format!(
+        "\n[admin]\nsha256 = \"{}\"\n",
+        tollgate_gateway::auth::KeyHash::of(ADMIN_KEY).to_hex()
+    )
+}
 
 pub struct Harness {
     pub mock: MockUpstream,
@@ -193,6 +203,21 @@ impl Harness {
             .send()
             .await
             .expect("request")
+    }
+
+    /// GET with the admin key ([`ADMIN_KEY`]).
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The path of the embedded usage store.
+    pub fn store_path(&self) -> &std::path::Path {
+        &self.store
     }
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
