@@ -22,9 +22,12 @@
 //! - [`events`] — non-blocking event emission: [`events::embedded`] (SQLite) or [`events::kafka`] (with the
 //!   disk [`events::spool`]).
 //! - [`metrics`] — Prometheus series at `GET /metrics`, recorded from each usage event.
+//! - [`reprice`] — `tollgate reprice`: stored events re-priced under corrected prices, differences appended
+//!   as cost corrections (embedded store or ClickHouse), never an edited row.
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
-//! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
+//! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`] (or a
+//! subcommand's library function).
 
 pub mod auth;
 pub mod budget;
@@ -38,6 +41,7 @@ pub mod provider;
 pub mod proxy;
 pub mod rate_limit;
 pub mod relay;
+pub mod reprice;
 pub mod retry;
 pub mod routes;
 pub mod routing;

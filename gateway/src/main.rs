@@ -1,4 +1,4 @@
-//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`.
+//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`, `reprice`.
 
 use std::path::PathBuf;
 
@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tollgate_gateway::auth::generate_key;
 use tollgate_gateway::config::{Config, ProcessEnv};
+use tollgate_gateway::reprice::{self, clickhouse::ClickHouseTarget, Pricer, Selection};
 use tollgate_gateway::Gateway;
+use tollgate_schemas::price::PriceTable;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +41,46 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Recompute the cost of stored events under corrected prices and record the differences as
+    /// correction rows (no stored event is edited).
+    Reprice(RepriceArgs),
+}
+
+#[derive(clap::Args)]
+struct RepriceArgs {
+    /// Events started at or after this instant: RFC 3339 (2026-11-01T00:00:00Z) or Unix epoch milliseconds.
+    #[arg(long, value_parser = reprice::parse_instant)]
+    from: i64,
+    /// Events started before this instant (same formats).
+    #[arg(long, value_parser = reprice::parse_instant)]
+    to: i64,
+    /// A corrected price table in the shipped format (schemas/prices/seed.toml); its entries take precedence
+    /// over the config's prices.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// Only this tenant's events.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only events of this public model name or upstream model id.
+    #[arg(long)]
+    model: Option<String>,
+    /// Report what would be corrected; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// ClickHouse HTTP URL (as for tollgate-metering). Without it, the embedded store ([store] path).
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_DATABASE", default_value = "tollgate")]
+    clickhouse_database: String,
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_USER", default_value = "default")]
+    clickhouse_user: String,
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    clickhouse_password: String,
 }
 
 #[derive(Subcommand)]
@@ -83,7 +125,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(&cli.config),
+        Command::Reprice(args) => reprice_command(&cli.config, args),
     }
+}
+
+fn reprice_command(path: &std::path::Path, args: RepriceArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.from < args.to,
+        "--from must be before --to (the range is [from, to))"
+    );
+    let config = Config::load(path, &ProcessEnv)?;
+    let corrected = match &args.prices {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            Some(PriceTable::parse(&text).with_context(|| file.display().to_string())?)
+        }
+        None => None,
+    };
+    let pricer = Pricer::new(&config, corrected);
+    let clickhouse = args.clickhouse_url.map(|url| ClickHouseTarget {
+        url,
+        database: args.clickhouse_database,
+        user: args.clickhouse_user,
+        password: args.clickhouse_password,
+    });
+    let selection = Selection {
+        from_ms: args.from,
+        to_ms: args.to,
+        tenant: args.tenant,
+        model: args.model,
+    };
+    let mut store = reprice::Store::open(&config, clickhouse.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(reprice::run(
+        &mut store,
+        &pricer,
+        &selection,
+        args.dry_run,
+        reprice::PAGE_SIZE,
+    ))?;
+    print!("{summary}");
+    Ok(())
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
