@@ -35,7 +35,7 @@ fn repo() -> PathBuf {
 }
 
 /// A workspace binary next to this test executable (target/<profile>/).
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
