@@ -70,10 +70,13 @@ struct RepriceArgs {
     /// ClickHouse HTTP URL (as for tollgate-metering). Without it, the embedded store ([store] path).
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
     clickhouse_url: Option<String>,
+    /// ClickHouse database holding usage_events and cost_corrections.
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_DATABASE", default_value = "tollgate")]
     clickhouse_database: String,
+    /// ClickHouse user.
     #[arg(long, env = "TOLLGATE_CLICKHOUSE_USER", default_value = "default")]
     clickhouse_user: String,
+    /// ClickHouse password.
     #[arg(
         long,
         env = "TOLLGATE_CLICKHOUSE_PASSWORD",
@@ -156,6 +159,11 @@ fn reprice_command(path: &std::path::Path, args: RepriceArgs) -> anyhow::Result<
         tenant: args.tenant,
         model: args.model,
     };
+    anyhow::ensure!(
+        clickhouse.is_some() || config.store.path.is_file(),
+        "no usage store at {} (the config's [store] path); for ClickHouse pass --clickhouse-url",
+        config.store.path.display()
+    );
     let mut store = reprice::Store::open(&config, clickhouse.as_ref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

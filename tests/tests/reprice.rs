@@ -35,9 +35,12 @@ input = "1"
 output = "3"
 "#;
 
+/// Nano-units per (currency, reporting currency): (in the currency, in the reporting currency).
+type Amounts = BTreeMap<(String, String), (i128, i128)>;
+
 /// What an event should cost now: (currency, reporting currency) → (nanos, reporting nanos), or `None` for
 /// events the corrected table does not cover (their cost must stay as recorded).
-fn expected(e: &UsageEvent) -> Option<BTreeMap<(String, String), (i128, i128)>> {
+fn expected(e: &UsageEvent) -> Option<Amounts> {
     let (p, c) = (
         i128::from(e.usage.prompt_tokens),
         i128::from(e.usage.completion_tokens),
@@ -65,9 +68,7 @@ fn expected(e: &UsageEvent) -> Option<BTreeMap<(String, String), (i128, i128)>> 
 }
 
 /// Each event's corrections from the store: event id → (currency, reporting) → summed deltas.
-fn corrections(
-    conn: &rusqlite::Connection,
-) -> BTreeMap<String, BTreeMap<(String, String), (i128, i128)>> {
+fn corrections(conn: &rusqlite::Connection) -> BTreeMap<String, Amounts> {
     let mut stmt = conn
         .prepare(
             "SELECT event_id, currency, reporting_currency, delta_cost_nanos, delta_reporting_cost_nanos \
@@ -87,7 +88,7 @@ fn corrections(
         .expect("query")
         .collect::<Result<Vec<_>, _>>()
         .expect("rows");
-    let mut out: BTreeMap<String, BTreeMap<(String, String), (i128, i128)>> = BTreeMap::new();
+    let mut out: BTreeMap<String, Amounts> = BTreeMap::new();
     for (id, cur, rep, d, dr) in rows {
         let x = out
             .entry(id)
@@ -229,7 +230,7 @@ async fn corrections_bring_every_event_to_the_new_price_and_a_second_run_adds_no
     let mut totals: BTreeMap<String, i128> = BTreeMap::new();
     for e in &all {
         let id = e.event_id.to_string();
-        let mut cost: BTreeMap<(String, String), (i128, i128)> = BTreeMap::new();
+        let mut cost = Amounts::new();
         if e.cost.nanos > 0 || e.cost.reporting_nanos > 0 {
             cost.insert(
                 (e.cost.currency.clone(), e.cost.reporting_currency.clone()),
