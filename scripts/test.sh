@@ -2,7 +2,7 @@
 # The whole test suite, from a bare machine: installs what it needs, then runs
 #   1. cargo fmt --check and cargo clippy (warnings are errors),
 #   2. the Rust unit and end-to-end tests (gateway in-process against the mock upstream),
-#   3. the pipeline tests against real Kafka and ClickHouse (started by scripts/services.sh),
+#   3. the pipeline and ClickHouse re-pricing tests against real Kafka and ClickHouse (scripts/services.sh),
 #   4. the official OpenAI SDKs (Python, Node) against the real binaries, the ClickHouse DDL on current
 #      ClickHouse (chdb), every dashboard / analytics query on both ClickHouse versions, and the usage page in
 #      headless Chromium,
@@ -56,6 +56,7 @@ bash scripts/services.sh
 
 step "pipeline tests (real Kafka + ClickHouse)"
 cargo test --locked -p tollgate-tests --test pipeline -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test reprice_clickhouse -- --ignored --test-threads=1
 
 step "usage reports: ClickHouse backend against the embedded store"
 cargo test --locked -p tollgate-tests --test reports -- --ignored

@@ -26,9 +26,12 @@
 //! - [`metrics`] — Prometheus series at `GET /metrics`, recorded from each usage event.
 //! - [`telemetry`] — the log subscriber and, when configured, OpenTelemetry spans per request and per upstream
 //!   attempt, exported over OTLP/HTTP in batches.
+//! - [`reprice`] — `tollgate reprice`: stored events re-priced under corrected prices, differences appended
+//!   as cost corrections (embedded store or ClickHouse), never an edited row.
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
-//! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`].
+//! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`] (or a
+//! subcommand's library function).
 
 pub mod auth;
 pub mod budget;
@@ -43,6 +46,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod relay;
 pub mod report;
+pub mod reprice;
 pub mod retry;
 pub mod routes;
 pub mod routing;

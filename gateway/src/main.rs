@@ -1,4 +1,4 @@
-//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`, `usage`.
+//! `tollgate`: flags → config → serve. Subcommands: `serve` (default), `keys new`, `check`, `usage`, `reprice`.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use tollgate_gateway::auth::generate_key;
 use tollgate_gateway::config::{Config, ProcessEnv, Secret};
 use tollgate_gateway::report::client::{self, Output, UsageRequest};
+use tollgate_gateway::reprice::{self, clickhouse::ClickHouseTarget, Pricer, Selection};
 use tollgate_gateway::{telemetry, Gateway};
+use tollgate_schemas::price::PriceTable;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +44,9 @@ enum Command {
     },
     /// Print a usage report from a running gateway (`GET /admin/usage`).
     Usage(Box<UsageArgs>),
+    /// Recompute the cost of stored events under corrected prices and record the differences as
+    /// correction rows (no stored event is edited).
+    Reprice(RepriceArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +89,46 @@ struct UsageArgs {
     /// table, json or csv.
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     format: String,
+}
+
+#[derive(clap::Args)]
+struct RepriceArgs {
+    /// Events started at or after this instant: RFC 3339 (2026-11-01T00:00:00Z) or Unix epoch milliseconds.
+    #[arg(long, value_parser = reprice::parse_instant)]
+    from: i64,
+    /// Events started before this instant (same formats).
+    #[arg(long, value_parser = reprice::parse_instant)]
+    to: i64,
+    /// A corrected price table in the shipped format (schemas/prices/seed.toml); its entries take precedence
+    /// over the config's prices.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// Only this tenant's events.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only events of this public model name or upstream model id.
+    #[arg(long)]
+    model: Option<String>,
+    /// Report what would be corrected; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// ClickHouse HTTP URL (as for tollgate-metering). Without it, the embedded store ([store] path).
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+    /// ClickHouse database holding usage_events and cost_corrections.
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_DATABASE", default_value = "tollgate")]
+    clickhouse_database: String,
+    /// ClickHouse user.
+    #[arg(long, env = "TOLLGATE_CLICKHOUSE_USER", default_value = "default")]
+    clickhouse_user: String,
+    /// ClickHouse password.
+    #[arg(
+        long,
+        env = "TOLLGATE_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    clickhouse_password: String,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => serve(&cli.config),
         Command::Usage(args) => usage(*args),
+        Command::Reprice(args) => reprice_command(&cli.config, args),
     }
 }
 
@@ -172,6 +218,53 @@ fn usage(args: UsageArgs) -> anyhow::Result<()> {
     if !text.ends_with('\n') {
         println!();
     }
+    Ok(())
+}
+
+fn reprice_command(path: &std::path::Path, args: RepriceArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.from < args.to,
+        "--from must be before --to (the range is [from, to))"
+    );
+    let config = Config::load(path, &ProcessEnv)?;
+    let corrected = match &args.prices {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            Some(PriceTable::parse(&text).with_context(|| file.display().to_string())?)
+        }
+        None => None,
+    };
+    let pricer = Pricer::new(&config, corrected);
+    let clickhouse = args.clickhouse_url.map(|url| ClickHouseTarget {
+        url,
+        database: args.clickhouse_database,
+        user: args.clickhouse_user,
+        password: args.clickhouse_password,
+    });
+    let selection = Selection {
+        from_ms: args.from,
+        to_ms: args.to,
+        tenant: args.tenant,
+        model: args.model,
+    };
+    anyhow::ensure!(
+        clickhouse.is_some() || config.store.path.is_file(),
+        "no usage store at {} (the config's [store] path); for ClickHouse pass --clickhouse-url",
+        config.store.path.display()
+    );
+    let mut store = reprice::Store::open(&config, clickhouse.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(reprice::run(
+        &mut store,
+        &pricer,
+        &selection,
+        args.dry_run,
+        reprice::PAGE_SIZE,
+    ))?;
+    print!("{summary}");
     Ok(())
 }
 

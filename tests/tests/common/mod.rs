@@ -34,6 +34,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub sink: EventSink,
+    /// The validated config the gateway runs with (its `[store] path` is the store below).
+    pub config: Config,
     store: PathBuf,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -183,6 +185,7 @@ impl Harness {
             addr,
             client: reqwest::Client::new(),
             sink,
+            config,
             store,
             _dir: dir,
             shutdown: Some(tx),
