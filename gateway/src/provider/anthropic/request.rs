@@ -289,17 +289,18 @@ fn assistant_blocks(m: &mut Map<String, Value>, i: usize) -> Result<Vec<Value>, 
                 .and_then(|f| f.get("arguments"))
                 .and_then(Value::as_str)
                 .unwrap_or("{}");
-            let input =
-                match serde_json::from_str::<Value>(arguments) {
-                    Ok(v @ Value::Object(_)) => v,
-                    Ok(_) | Err(_) if arguments.trim().is_empty() => json!({}),
-                    _ => return Err(invalid(
+            let input = match serde_json::from_str::<Value>(arguments) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) | Err(_) if arguments.trim().is_empty() => json!({}),
+                _ => {
+                    return Err(invalid(
                         format!(
                             "messages[{i}].tool_calls[{k}].function.arguments is not a JSON object"
                         ),
                         "messages",
-                    )),
-                };
+                    ))
+                }
+            };
             out.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
         }
     }
