@@ -72,9 +72,9 @@ fn invalid(message: String) -> Response {
 }
 
 /// What the real API would refuse, as its 400 message.
-fn check(headers: &HeaderMap, req: &Value) -> Result<(), Response> {
+fn check(headers: &HeaderMap, req: &Value) -> Option<Response> {
     if headers.get("x-api-key").is_none() {
-        return Err(error(
+        return Some(error(
             401,
             &Directives {
                 message: Some("x-api-key header is required".into()),
@@ -83,19 +83,19 @@ fn check(headers: &HeaderMap, req: &Value) -> Result<(), Response> {
         ));
     }
     if headers.get("anthropic-version").is_none() {
-        return Err(invalid("anthropic-version: header is required".into()));
+        return Some(invalid("anthropic-version: header is required".into()));
     }
     if req.get("max_tokens").and_then(Value::as_u64).is_none() {
-        return Err(invalid("max_tokens: Field required".into()));
+        return Some(invalid("max_tokens: Field required".into()));
     }
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
-        return Err(invalid("messages: Field required".into()));
+        return Some(invalid("messages: Field required".into()));
     };
     let mut previous_tool_ids: Vec<String> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         if role != "user" && role != "assistant" {
-            return Err(invalid(format!(
+            return Some(invalid(format!(
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
             )));
         }
@@ -110,12 +110,12 @@ fn check(headers: &HeaderMap, req: &Value) -> Result<(), Response> {
                 Some("tool_result") => {
                     let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
                     if role != "user" || !previous_tool_ids.iter().any(|t| t == id) {
-                        return Err(invalid(format!("messages.{i}.content.{k}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message.")));
+                        return Some(invalid(format!("messages.{i}.content.{k}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message.")));
                     }
                 }
                 Some("tool_use") => {
                     if !b.get("input").is_some_and(Value::is_object) {
-                        return Err(invalid(format!(
+                        return Some(invalid(format!(
                             "messages.{i}.content.{k}.tool_use.input: Input should be an object"
                         )));
                     }
@@ -126,22 +126,21 @@ fn check(headers: &HeaderMap, req: &Value) -> Result<(), Response> {
                             .to_string(),
                     );
                 }
-                Some("thinking") => {
+                Some("thinking")
                     if b.get("signature")
                         .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
-                    {
-                        return Err(invalid(format!(
-                            "messages.{i}.content.{k}.thinking.signature: Field required"
-                        )));
-                    }
+                        .is_none_or(str::is_empty) =>
+                {
+                    return Some(invalid(format!(
+                        "messages.{i}.content.{k}.thinking.signature: Field required"
+                    )));
                 }
                 _ => {}
             }
         }
         previous_tool_ids = tool_ids;
     }
-    Ok(())
+    None
 }
 
 struct Plan {
@@ -226,7 +225,7 @@ pub async fn messages(headers: &HeaderMap, req: &Value, d: Directives) -> Respon
     if let Some(latency) = d.latency {
         tokio::time::sleep(latency).await;
     }
-    if let Err(refused) = check(headers, req) {
+    if let Some(refused) = check(headers, req) {
         return refused;
     }
     if let Some(status) = d.status {
