@@ -40,6 +40,7 @@ pub mod cost;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod messages;
 pub mod metrics;
 pub mod provider;
 pub mod proxy;

@@ -26,7 +26,11 @@ pub use histogram::LatencyHistogram;
 
 mod histogram;
 
-const ENDPOINTS: [Endpoint; 2] = [Endpoint::ChatCompletions, Endpoint::Embeddings];
+const ENDPOINTS: [Endpoint; 3] = [
+    Endpoint::ChatCompletions,
+    Endpoint::Embeddings,
+    Endpoint::Messages,
+];
 const OUTCOMES: [Outcome; 5] = [
     Outcome::Success,
     Outcome::ClientError,

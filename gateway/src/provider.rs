@@ -2,9 +2,12 @@
 //!
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
-//! ([`usage`]) and what its errors mean ([`upstream_error`]). Native providers' request signing and credentials
+//! ([`usage`]) and what its errors mean ([`upstream_error`]). Kinds whose wire is not OpenAI's translate
+//! through an [`adapter::Adapter`] ([`anthropic`]). Native providers' request signing and credentials
 //! are in [`sign`], Bedrock's binary stream framing in [`eventstream`] (not wired in yet).
 
+pub mod adapter;
+pub mod anthropic;
 pub mod eventstream;
 pub mod kind;
 pub mod request;
@@ -12,7 +15,7 @@ pub mod sign;
 pub mod upstream_error;
 pub mod usage;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tollgate_schemas::Endpoint;
 
 pub use kind::ProviderKind;
@@ -29,7 +32,9 @@ pub struct Provider {
     /// Endpoint URLs, parsed once.
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
-    /// `Authorization` value per key slot, marked sensitive so it never prints; one `None` slot for servers
+    /// The header carrying the key: `Authorization` (`Bearer <key>`), or the adapter's (`x-api-key`).
+    auth_header: HeaderName,
+    /// Auth header value per key slot, marked sensitive so it never prints; one `None` slot for servers
     /// that need no key.
     keys: Vec<Option<HeaderValue>>,
     /// The provider's own quota per key, when configured (same indexes as `keys`).
@@ -44,17 +49,22 @@ impl Provider {
     /// # Errors
     /// [`GatewayError::Internal`] when a key cannot be a header value or the TLS stack cannot start.
     pub fn try_new(config: &ProviderConfig) -> Result<Self, GatewayError> {
+        let adapter = config.kind.adapter();
+        let auth_header = adapter.map_or(http::header::AUTHORIZATION, |a| a.auth_header("").0);
         let auth = config
             .api_keys
             .iter()
             .map(|key| {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                    .map_err(|_| {
-                        GatewayError::Internal(format!(
-                            "an API key of provider {} has invalid characters",
-                            config.name
-                        ))
-                    })?;
+                let value = match adapter {
+                    Some(a) => a.auth_header(key.expose()).1,
+                    None => format!("Bearer {}", key.expose()),
+                };
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    GatewayError::Internal(format!(
+                        "an API key of provider {} has invalid characters",
+                        config.name
+                    ))
+                })?;
                 value.set_sensitive(true);
                 Ok(value)
             })
@@ -75,7 +85,16 @@ impl Provider {
         Ok(Self {
             name: config.name.clone(),
             kind: config.kind,
-            chat_url: url("/chat/completions")?,
+            chat_url: match adapter {
+                Some(a) => reqwest::Url::parse(&a.chat_url(base)).map_err(|e| {
+                    GatewayError::Internal(format!(
+                        "provider {} has a bad base URL: {e}",
+                        config.name
+                    ))
+                })?,
+                None => url("/chat/completions")?,
+            },
+            auth_header,
             embeddings_url: url("/embeddings")?,
             key_limits: (0..auth.len().max(1))
                 .map(|_| {
@@ -123,16 +142,21 @@ impl Provider {
         key: usize,
     ) -> reqwest::RequestBuilder {
         let url = match endpoint {
-            Endpoint::ChatCompletions => self.chat_url.clone(),
+            Endpoint::ChatCompletions | Endpoint::Messages => self.chat_url.clone(),
             Endpoint::Embeddings => self.embeddings_url.clone(),
         };
-        let request = self
+        let mut request = self
             .client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
+        if let Some(adapter) = self.kind.adapter() {
+            for (name, value) in adapter.fixed_headers() {
+                request = request.header(*name, *value);
+            }
+        }
         match self.keys.get(key).cloned().flatten() {
-            Some(auth) => request.header(http::header::AUTHORIZATION, auth),
+            Some(auth) => request.header(self.auth_header.clone(), auth),
             None => request,
         }
     }

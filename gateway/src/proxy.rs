@@ -272,7 +272,7 @@ fn reserve_budget(
     }
     let output_cap = match endpoint {
         Endpoint::Embeddings => 0,
-        Endpoint::ChatCompletions => match request.max_output_tokens {
+        Endpoint::ChatCompletions | Endpoint::Messages => match request.max_output_tokens {
             Some(cap) => cap,
             None => {
                 let cap = state.budgets.settings().default_max_tokens;

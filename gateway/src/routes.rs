@@ -4,6 +4,7 @@ mod admin_usage;
 mod chat;
 mod embeddings;
 mod health;
+mod messages;
 mod metrics;
 mod models;
 
@@ -24,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .route("/healthz", get(health::healthz))

@@ -129,6 +129,8 @@ pub enum Outcome {
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// `POST /v1/messages`, the Anthropic-format API (added in schema version 1: readers must accept it).
+    Messages,
 }
 
 impl Endpoint {
@@ -137,6 +139,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat_completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
         }
     }
 }
@@ -188,5 +191,16 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&event).expect("encodes"))
                 .expect("decodes");
         assert_eq!(again, event);
+    }
+
+    #[test]
+    fn endpoint_names_match_their_serde_names() {
+        for e in [
+            Endpoint::ChatCompletions,
+            Endpoint::Embeddings,
+            Endpoint::Messages,
+        ] {
+            assert_eq!(serde_json::to_value(e).expect("encodes"), e.as_str());
+        }
     }
 }

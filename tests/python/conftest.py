@@ -1,4 +1,5 @@
-"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai` SDK.
+"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai` and
+`anthropic` SDKs.
 
 Run: `.venv/bin/pytest tests/python -q` (after `cargo build -p tollgate-gateway -p tollgate-tests`).
 Binaries default to `target/debug/{tollgate,tollgate-mock-upstream}`; `TOLLGATE_BIN` and `TOLLGATE_MOCK_BIN`
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -47,13 +49,20 @@ MODELS = {
 }
 LIMITED_MODELS = ["gpt-4o-mini"]
 
+# Public model -> upstream model on the `anthropic`-kind provider (the mock's Anthropic dialect).
+ANTHROPIC_MODELS = {
+    "claude": "claude-sonnet-4-5",
+    # Its own deployment: after a retryable failure the key cools down (see MODELS).
+    "claude-429": "claude-sonnet-4-5?status=429&retry_after=0",
+}
+
 # Key -> (key_id in the config, tenant, team), as the usage rows must show.
 KEY_IDENTITY = {
     FULL_KEY: ("full", "acme", "search"),
     LIMITED_KEY: ("limited", "acme", "ads"),
 }
 
-METERED_PATHS = ("/v1/chat/completions", "/v1/embeddings")
+METERED_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/messages")
 
 
 def _binary(env_var: str, name: str) -> Path:
@@ -97,15 +106,23 @@ class Gateway:
 
     def _count(self, request: Any) -> None:
         if request.url.path in METERED_PATHS:
-            auth = request.headers.get("authorization", "")
+            auth = request.headers.get("authorization", "").removeprefix("Bearer ")
+            auth = auth or request.headers.get("x-api-key", "")
             with self._lock:
-                self.sent[auth.removeprefix("Bearer ")] += 1
+                self.sent[auth] += 1
 
     def client(self, key: str = FULL_KEY, **kwargs: Any) -> openai.OpenAI:
         """An SDK client whose every HTTP request to a metered endpoint is counted in `sent`."""
         http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._count]})
         kwargs.setdefault("max_retries", 0)
         return openai.OpenAI(base_url=self.base_url, api_key=key, http_client=http_client, **kwargs)
+
+    def anthropic_client(self, key: str = FULL_KEY, **kwargs: Any) -> anthropic.Anthropic:
+        """An Anthropic SDK client on `/v1/messages` (it sends `x-api-key`), counted in `sent` like `client`."""
+        http_client = anthropic.DefaultHttpxClient(event_hooks={"request": [self._count]})
+        kwargs.setdefault("max_retries", 0)
+        root = self.base_url.removesuffix("/v1")
+        return anthropic.Anthropic(base_url=root, api_key=key, http_client=http_client, **kwargs)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
@@ -155,6 +172,14 @@ def _config(listen: str, db: Path, mock_port: int) -> str:
     ]
     for public, upstream in MODELS.items():
         lines += [f'[models."{public}"]', f'deployments = [{{ provider = "mock", model = "{upstream}" }}]']
+    lines += [
+        "[providers.claude]",
+        'kind = "anthropic"',
+        f'base_url = "http://127.0.0.1:{mock_port}/anthropic"',
+        'api_keys = ["sk-ant-test"]',
+    ]
+    for public, upstream in ANTHROPIC_MODELS.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "claude", model = "{upstream}" }}]']
     full_id, full_tenant, full_team = KEY_IDENTITY[FULL_KEY]
     lim_id, lim_tenant, lim_team = KEY_IDENTITY[LIMITED_KEY]
     lines += [

@@ -22,7 +22,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageToolCall
 
-from conftest import FULL_KEY, KEY_IDENTITY, LIMITED_KEY, LIMITED_MODELS, MODELS, WRONG_KEY, Gateway
+from conftest import ANTHROPIC_MODELS, FULL_KEY, KEY_IDENTITY, LIMITED_KEY, LIMITED_MODELS, MODELS, WRONG_KEY, Gateway
 
 # Mock upstream: prompt_tokens = words in all message contents + 3; 4 content chunks "tok0 ".."tok3 ",
 # completion_tokens = chunks.
@@ -298,7 +298,7 @@ def test_embeddings_list_input(gateway: Gateway) -> None:
 
 def test_models_list_for_a_key_allowed_everything(gateway: Gateway) -> None:
     models = list(gateway.client().models.list())
-    assert sorted(m.id for m in models) == sorted(MODELS)
+    assert sorted(m.id for m in models) == sorted([*MODELS, *ANTHROPIC_MODELS])
     assert all(m.object == "model" for m in models)
 
 
@@ -438,8 +438,9 @@ def test_sdk_retries_are_each_metered(gateway: Gateway) -> None:
 
 
 def test_exactly_one_usage_row_per_metered_request(gateway: Gateway) -> None:
-    """Runs last in this file: every HTTP request the SDK clients sent to /v1/chat/completions or
-    /v1/embeddings with a configured key (retries included) must have exactly one row, under that key."""
+    """Runs last in this file: every HTTP request the SDK clients sent to /v1/chat/completions,
+    /v1/embeddings or /v1/messages with a configured key (retries included; test_anthropic_sdk.py runs first)
+    must have exactly one row, under that key."""
     expected = {KEY_IDENTITY[k][0]: n for k, n in gateway.sent.items() if k in KEY_IDENTITY}
     total = sum(expected.values())
     assert total > 0, "no metered requests were made"

@@ -3,7 +3,8 @@
 //! **Dialects** are chosen by path prefix, as real providers differ by host: `/v1/…` or `/openai/v1/…`
 //! (OpenAI: stream usage only with `stream_options.include_usage`), `/moonshot/v1/…` (usage inside
 //! `choices[0]` of the last chunk, top-level `cached_tokens`), `/modelarts/v1/…` (cumulative usage in every
-//! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked).
+//! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked), and `/anthropic/v1/messages` (the
+//! Anthropic Messages API, see [`anthropic`]).
 //!
 //! **Directives** script one request. They are read from the upstream `model` (`gpt?status=429&retry_after=2`)
 //! and from a `[mock:k=v&k=v]` tag anywhere in the messages (so a test can script a request through the
@@ -12,6 +13,7 @@
 //! Every request is recorded (path, headers, body) for assertions: in-process through
 //! [`MockUpstream::requests`], and over HTTP at `GET /__mock/requests` (`DELETE` clears).
 
+pub mod anthropic;
 mod directives;
 mod reply;
 
@@ -37,6 +39,7 @@ pub enum Dialect {
     Moonshot,
     ModelArts,
     Zhipu,
+    Anthropic,
 }
 
 impl Dialect {
@@ -46,6 +49,7 @@ impl Dialect {
             "moonshot" => Self::Moonshot,
             "modelarts" => Self::ModelArts,
             "zhipu" => Self::Zhipu,
+            "anthropic" => Self::Anthropic,
             _ => return None,
         })
     }
@@ -58,6 +62,7 @@ impl Dialect {
             Self::Moonshot => "moonshot",
             Self::ModelArts => "modelarts",
             Self::Zhipu => "zhipu",
+            Self::Anthropic => "anthropic",
         }
     }
 }
@@ -96,7 +101,8 @@ impl MockState {
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         if bearer != Some(key.as_str()) {
             return false;
         }
@@ -182,6 +188,10 @@ fn router(state: MockState) -> Router {
             post(|s, Path(d): Path<String>, h, b| embeddings(s, d, h, b)),
         )
         .route(
+            "/{dialect}/v1/messages",
+            post(|s, Path(d): Path<String>, h, b| messages(s, d, h, b)),
+        )
+        .route(
             "/__mock/requests",
             get(list_requests).delete(clear_requests),
         )
@@ -209,8 +219,21 @@ fn record(state: &MockState, path: String, headers: &HeaderMap, body: Value, raw
     }
 }
 
+async fn messages(
+    State(state): State<MockState>,
+    dialect: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if dialect != Dialect::Anthropic.prefix() {
+        return reply::not_found(&dialect);
+    }
+    answer(&state, Api::Messages, &dialect, &headers, &body).await
+}
+
 #[derive(Clone, Copy)]
 enum Api {
+    Messages,
     Chat,
     Embeddings,
 }
@@ -248,6 +271,7 @@ async fn answer(
         return reply::bad_json();
     };
     let path = match api {
+        Api::Messages => "messages",
         Api::Chat => "chat/completions",
         Api::Embeddings => "embeddings",
     };
@@ -263,6 +287,10 @@ async fn answer(
         directives = directives.without_faults();
     }
     match api {
+        Api::Messages => anthropic::messages(headers, &json, directives).await,
+        Api::Chat if dialect == Dialect::Anthropic => {
+            reply::not_found("anthropic chat/completions")
+        }
         Api::Chat => reply::chat(dialect, &json, directives).await,
         Api::Embeddings => reply::embeddings(&json, directives).await,
     }

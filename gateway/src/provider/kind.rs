@@ -1,6 +1,10 @@
-//! The OpenAI-wire provider family: each kind's default base URL, auth and request quirks.
+//! Provider kinds: each kind's default base URL, auth and request quirks.
 //!
-//! Facts from `shared/reference/providers.md` (sections 2, 8–16 and the pitfalls checklist).
+//! Most kinds speak the OpenAI wire (their requests and answers pass through with at most a few fields
+//! rewritten); a kind with another wire format names its [`Adapter`] ([`ProviderKind::adapter`]).
+//! Facts from `shared/reference/providers.md` (sections 2, 4, 8–16 and the pitfalls checklist).
+
+use super::adapter::Adapter;
 
 /// A provider kind named in the config's `kind` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,6 +22,8 @@ pub enum ProviderKind {
     Ollama,
     LlamaCpp,
     OpenAiCompatible,
+    /// Anthropic Messages API (not OpenAI wire: translated by [`super::anthropic`]).
+    Anthropic,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -30,7 +36,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 13] = [
+    pub const ALL: [ProviderKind; 14] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -44,6 +50,7 @@ impl ProviderKind {
         Self::Ollama,
         Self::LlamaCpp,
         Self::OpenAiCompatible,
+        Self::Anthropic,
     ];
 
     /// The name used in config files and on usage events.
@@ -63,6 +70,7 @@ impl ProviderKind {
             Self::Ollama => "ollama",
             Self::LlamaCpp => "llamacpp",
             Self::OpenAiCompatible => "openai-compatible",
+            Self::Anthropic => "anthropic",
         }
     }
 
@@ -87,6 +95,8 @@ impl ProviderKind {
             Self::Vllm => "http://127.0.0.1:8000/v1",
             Self::Ollama => "http://127.0.0.1:11434/v1",
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
+            // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
+            Self::Anthropic => "https://api.anthropic.com",
             Self::OpenAiCompatible => return None,
         })
     }
@@ -116,7 +126,8 @@ impl ProviderKind {
             | Self::Hunyuan
             | Self::Zhipu
             | Self::SophNet
-            | Self::Ollama => MaxTokensField::MaxTokens,
+            | Self::Ollama
+            | Self::Anthropic => MaxTokensField::MaxTokens,
         }
     }
 
@@ -124,7 +135,17 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu)
+        !matches!(self, Self::Zhipu | Self::Anthropic)
+    }
+
+    /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
+    /// requests and answers take the zero-copy path.
+    #[must_use]
+    pub fn adapter(self) -> Option<&'static dyn Adapter> {
+        match self {
+            Self::Anthropic => Some(&super::anthropic::Anthropic),
+            _ => None,
+        }
     }
 }
 
@@ -137,7 +158,9 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(ProviderKind::from_name(kind.name()), Some(kind));
         }
-        assert_eq!(ProviderKind::from_name("anthropic"), None);
+        assert_eq!(ProviderKind::from_name("bedrock"), None);
+        assert!(ProviderKind::Anthropic.adapter().is_some());
+        assert!(ProviderKind::OpenAi.adapter().is_none());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Error shapes read: OpenAI `{"error":{message,type,param,code}}` (also Zhipu with string codes, current
 //! vLLM, llama.cpp, Ollama), `{"error":"text"}`, vLLM's legacy flat `{"object":"error","message",…}`, Huawei
-//! APIG / Baidu `{"error_msg","error_code"}`, and DashScope `{"code","message"}`.
+//! APIG / Baidu `{"error_msg","error_code"}`, DashScope `{"code","message"}`, and Anthropic
+//! `{"type":"error","error":{"type","message"}}` (read as the OpenAI shape; its quota errors in `anthropic::error`).
 
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -85,6 +86,9 @@ fn is_quota_exhausted(kind: ProviderKind, f: &ErrorFields) -> bool {
                 || code == Some("exceeded_current_quota_error")
         }
         ProviderKind::DashScope => code == Some("Arrearage"),
+        ProviderKind::Anthropic => {
+            super::anthropic::error::is_quota_exhausted(ty, f.message.as_deref())
+        }
         _ => false,
     }
 }

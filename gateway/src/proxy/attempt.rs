@@ -1,5 +1,9 @@
 //! One upstream attempt: send to a candidate, and succeed only once the upstream's first byte is in hand —
 //! for a stream, its first chunk — so that anything failing before then can still go to the next candidate.
+//!
+//! This is also the one dispatch point for upstreams that are not OpenAI wire: their answers (plain, stream,
+//! error) go through the kind's [`Adapter`](crate::provider::adapter::Adapter) here, so everything after sees
+//! OpenAI chat completions.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use tokio::time::Instant;
 use tollgate_schemas::Endpoint;
 
 use crate::error::GatewayError;
+use crate::provider::adapter::StreamTranslator;
 use crate::provider::upstream_error;
 use crate::retry::retry_hint;
 use crate::routing::Candidate;
@@ -85,8 +90,12 @@ pub async fn attempt(
         let body = read_capped(response, until, MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        let error =
-            upstream_error::classify(&provider.name, provider.kind, status, &headers, &body);
+        let error = match provider.kind.adapter() {
+            Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
+            None => {
+                upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
+            }
+        };
         return Err(AttemptFailed {
             error,
             hint: retry_hint(&headers),
@@ -104,22 +113,65 @@ pub async fn attempt(
             }
             .into()),
             Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
-            Ok(Some(Ok(first))) => Ok(Attempted {
-                answer: Answer::Stream { first, rest },
-                status: status.as_u16(),
-                headers,
-            }),
+            Ok(Some(Ok(first))) => {
+                let (first, rest) = match provider.kind.adapter() {
+                    Some(adapter) => translated(adapter.stream_translator(), first, rest),
+                    None => (first, rest),
+                };
+                Ok(Attempted {
+                    answer: Answer::Stream { first, rest },
+                    status: status.as_u16(),
+                    headers,
+                })
+            }
         };
     }
     match tokio::time::timeout_at(until, response.bytes()).await {
         Err(_) => Err(timed_out()),
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
-        Ok(Ok(body)) => Ok(Attempted {
-            answer: Answer::Plain(body),
-            status: status.as_u16(),
-            headers,
-        }),
+        Ok(Ok(body)) => {
+            let body = match provider.kind.adapter() {
+                Some(adapter) => adapter.chat_response(&body).map_err(|message| {
+                    GatewayError::UpstreamFailed {
+                        provider: provider.name.clone(),
+                        status: Some(200),
+                        message,
+                    }
+                })?,
+                None => body,
+            };
+            Ok(Attempted {
+                answer: Answer::Plain(body),
+                status: status.as_u16(),
+                headers,
+            })
+        }
     }
+}
+
+/// An upstream stream seen through `translator`: every read becomes the OpenAI SSE it completes (possibly
+/// empty), and the end of the body flushes an unterminated last event.
+fn translated(
+    mut translator: Box<dyn StreamTranslator>,
+    first: Bytes,
+    rest: BodyStream,
+) -> (Bytes, BodyStream) {
+    let first = translator.push(&first);
+    let rest = futures::stream::unfold(Some((rest, translator)), |state| async move {
+        let (mut rest, mut translator) = state?;
+        match rest.next().await {
+            Some(Ok(read)) => {
+                let out = translator.push(&read);
+                Some((Ok(out), Some((rest, translator))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                let tail = translator.finish();
+                (!tail.is_empty()).then_some((Ok(tail), None))
+            }
+        }
+    });
+    (first, Box::pin(rest))
 }
 
 async fn read_capped(

@@ -1,4 +1,7 @@
 //! Reading a client's request: checked once, kept as the client's bytes.
+//!
+//! An Anthropic-format request (`/v1/messages`) is translated once into the OpenAI shape the orchestrator
+//! reads (`raw`), and its own bytes are kept (`native`) for Anthropic deployments, which get them unchanged.
 
 use axum::extract::rejection::BytesRejection;
 use bytes::Bytes;
@@ -9,6 +12,7 @@ use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
 
 use crate::error::GatewayError;
+use crate::provider::adapter::Adapter;
 use crate::provider::request::{self, RequestFacts};
 use crate::routing::Deployment;
 
@@ -34,7 +38,11 @@ struct Peek<'a> {
 
 /// A client's request, read and checked; the body is kept as the client's bytes.
 pub struct ClientRequest {
+    /// The body in OpenAI chat / embeddings shape: the client's bytes, or the translation of a `/v1/messages`
+    /// body.
     pub raw: Bytes,
+    /// A `/v1/messages` body as the client sent it.
+    pub native: Option<Bytes>,
     pub model: String,
     pub stream: bool,
     /// `stream_options.include_usage` as the client sent it.
@@ -90,6 +98,11 @@ impl ClientRequest {
                 "the request body must be a JSON object".into(),
             ));
         }
+        let (raw, native) = if endpoint == Endpoint::Messages {
+            (crate::messages::request::to_openai(&raw)?, Some(raw))
+        } else {
+            (raw, None)
+        };
         let peek: Peek<'_> =
             serde_json::from_slice(&raw).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         let model = match peek.model.map(|m| serde_json::from_str::<String>(m.get())) {
@@ -106,7 +119,7 @@ impl ClientRequest {
             .map(|s| serde_json::from_str::<Option<bool>>(s.get()))
         {
             None | Some(Ok(None | Some(false))) => false,
-            Some(Ok(Some(true))) if endpoint == Endpoint::ChatCompletions => true,
+            Some(Ok(Some(true))) if endpoint != Endpoint::Embeddings => true,
             Some(Ok(Some(true))) => return Err(invalid("embeddings cannot stream", "stream")),
             Some(Err(_)) => return Err(invalid("`stream` must be a boolean", "stream")),
         };
@@ -131,6 +144,7 @@ impl ClientRequest {
             .and_then(|v| serde_json::from_str::<u32>(v.get()).ok());
         Ok(Self {
             raw,
+            native,
             model,
             stream,
             include_usage,
@@ -150,6 +164,9 @@ impl ClientRequest {
         deployment: &Deployment,
     ) -> Result<Bytes, GatewayError> {
         let kind = deployment.provider.kind;
+        if let Some(adapter) = kind.adapter() {
+            return self.adapted_body(adapter, endpoint, deployment);
+        }
         let facts = RequestFacts {
             model: &self.model,
             upstream_model: &deployment.upstream_model,
@@ -158,7 +175,7 @@ impl ClientRequest {
             has_max_completion_tokens: self.has_max_completion_tokens,
         };
         let rewrite = match endpoint {
-            Endpoint::ChatCompletions => {
+            Endpoint::ChatCompletions | Endpoint::Messages => {
                 self.injected_max_tokens.is_some() || request::chat_needs_rewrite(kind, &facts)
             }
             Endpoint::Embeddings => facts.model != facts.upstream_model,
@@ -169,7 +186,7 @@ impl ClientRequest {
         let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
             .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
         match endpoint {
-            Endpoint::ChatCompletions => {
+            Endpoint::ChatCompletions | Endpoint::Messages => {
                 if let Some(cap) = self.injected_max_tokens {
                     // Named as the upstream takes it; `prepare_chat` renames it where needed.
                     body.insert("max_completion_tokens".into(), Value::from(cap));
@@ -183,5 +200,39 @@ impl ClientRequest {
         serde_json::to_vec(&body)
             .map(Bytes::from)
             .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
+    }
+
+    /// The body for a deployment whose wire is not OpenAI's: a native body as it came (model set), else the
+    /// OpenAI body translated.
+    fn adapted_body(
+        &self,
+        adapter: &dyn Adapter,
+        endpoint: Endpoint,
+        deployment: &Deployment,
+    ) -> Result<Bytes, GatewayError> {
+        if endpoint == Endpoint::Embeddings {
+            return Err(GatewayError::InvalidRequest {
+                message: format!(
+                    "provider kind {} has no embeddings API",
+                    deployment.provider.kind.name()
+                ),
+                param: Some("model"),
+            });
+        }
+        let model = &deployment.upstream_model;
+        if let Some(native) = self
+            .native
+            .as_ref()
+            .filter(|_| adapter.native_endpoint() == Some(endpoint))
+        {
+            let body = adapter.native_request(native, model, self.stream)?;
+            return Ok(body);
+        }
+        let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
+            .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
+        if let Some(cap) = self.injected_max_tokens {
+            body.insert("max_completion_tokens".into(), Value::from(cap));
+        }
+        adapter.chat_request(body, model, self.stream)
     }
 }

@@ -17,8 +17,9 @@ use serde_json::Value;
 /// | `reset_after=N` | abort the connection after `N` chunks (`0`: a stream before its first byte; a plain answer mid-body) |
 /// | `error_after=N` | send an in-stream `{"error":…}` event after `N` chunks, then `[DONE]` |
 /// | `prompt_tokens=N`, `completion_tokens=N`, `cached_tokens=N`, `reasoning_tokens=N` | reported usage |
-/// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim |
-/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` |
+/// | `cache_write_tokens=N` | cache writes (Anthropic dialect: `cache_creation_input_tokens`) |
+/// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`) |
+/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`) |
 /// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
@@ -37,6 +38,7 @@ pub struct Directives {
     pub completion_tokens: Option<u64>,
     pub cached_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
     pub fixture: Option<String>,
     pub only_key: Option<String>,
     pub every: Option<u64>,
@@ -93,6 +95,7 @@ impl Directives {
                 "completion_tokens" => self.completion_tokens = num,
                 "cached_tokens" => self.cached_tokens = num,
                 "reasoning_tokens" => self.reasoning_tokens = num,
+                "cache_write_tokens" => self.cache_write_tokens = num,
                 "fixture" => self.fixture = Some(v.into()),
                 "only_key" => self.only_key = Some(v.into()),
                 "every" => self.every = num.filter(|n| *n > 0),

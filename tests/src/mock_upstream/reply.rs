@@ -56,7 +56,7 @@ fn error(dialect: Dialect, status: u16, d: &Directives) -> Response {
 }
 
 /// Counts words of every message, a stable stand-in for a tokenizer.
-fn prompt_tokens(req: &Value) -> u64 {
+pub(super) fn prompt_tokens(req: &Value) -> u64 {
     fn words(v: &Value) -> u64 {
         match v {
             Value::String(s) => s.split_whitespace().count() as u64,
@@ -289,7 +289,7 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
         Dialect::Moonshot => last["choices"][0]["usage"] = usage.json(dialect, usage.completion),
         Dialect::Zhipu => last["usage"] = usage.json(dialect, usage.completion),
         Dialect::ModelArts => last = with_usage(last, usage.completion),
-        Dialect::OpenAi => {}
+        Dialect::OpenAi | Dialect::Anthropic => {}
     }
     send(tx, sse(&last)).await?;
     if dialect == Dialect::OpenAi && include_usage == Some(true) {

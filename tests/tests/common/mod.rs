@@ -148,7 +148,9 @@ impl Harness {
         let mock = MockUpstream::start().await.expect("mock upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("usage.db");
-        let extra = extra.replace("{mock_openai}", &mock.base_url(Dialect::OpenAi));
+        let extra = extra
+            .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
+            .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic));
         let text = format!(
             "{}\n",
             base_config(&mock, &extra).replace(
