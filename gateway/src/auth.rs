@@ -80,7 +80,16 @@ pub struct KeyStore {
     configured: Vec<(KeyHash, Arc<Principal>)>,
     tenants: BTreeMap<String, TenantConfig>,
     /// Keys issued through the admin API, by key id.
-    issued: Mutex<BTreeMap<String, (KeyHash, Arc<Principal>)>>,
+    issued: Mutex<BTreeMap<String, Issued>>,
+}
+
+/// A key issued through the admin API.
+#[derive(Debug, Clone)]
+struct Issued {
+    hash: KeyHash,
+    principal: Arc<Principal>,
+    /// The key's own required tags (its principal's also hold its tenant's).
+    own_tags: crate::config::Tags,
 }
 
 /// One key as the admin API lists it (never the key or its full digest).
@@ -123,12 +132,12 @@ impl KeyStore {
         store
     }
 
-    fn rebuild(&self, issued: &BTreeMap<String, (KeyHash, Arc<Principal>)>) {
+    fn rebuild(&self, issued: &BTreeMap<String, Issued>) {
         let map: HashMap<KeyHash, Arc<Principal>> = self
             .configured
             .iter()
             .cloned()
-            .chain(issued.values().cloned())
+            .chain(issued.values().map(|i| (i.hash, i.principal.clone())))
             .collect();
         self.by_hash.store(Arc::new(map));
     }
@@ -160,8 +169,29 @@ impl KeyStore {
         }
         let p = principal(&self.tenants, key_id, tenant, team, models, require_tags);
         let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
-        issued.insert(key_id.to_string(), (hash, Arc::new(p)));
+        issued.insert(
+            key_id.to_string(),
+            Issued {
+                hash,
+                principal: Arc::new(p),
+                own_tags: require_tags.clone(),
+            },
+        );
         self.rebuild(&issued);
+    }
+
+    /// The principal of an issued key.
+    #[must_use]
+    pub fn principal_of(&self, key_id: &str) -> Option<Arc<Principal>> {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.get(key_id).map(|i| i.principal.clone())
+    }
+
+    /// An issued key's own required tags (without its tenant's).
+    #[must_use]
+    pub fn own_tags_of(&self, key_id: &str) -> Option<crate::config::Tags> {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.get(key_id).map(|i| i.own_tags.clone())
     }
 
     /// Revokes an issued key; false when there is none by that id.
@@ -186,7 +216,11 @@ impl KeyStore {
         self.configured
             .iter()
             .map(|(h, p)| info(h, p, "config"))
-            .chain(issued.values().map(|(h, p)| info(h, p, "admin")))
+            .chain(
+                issued
+                    .values()
+                    .map(|i| info(&i.hash, &i.principal, "admin")),
+            )
             .collect()
     }
 

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use chrono_tz::Tz;
 use tollgate_schemas::price::format_nanos;
 
@@ -128,18 +129,21 @@ pub type LedgerView = (String, String, u64, u64, (i64, i64));
 /// Spend already recorded for a budget subject in its current period, recovered at start.
 pub type RecoveredSpend = HashMap<(String, String), u64>;
 
-/// Every budget's books.
+/// Every budget's books: the config file's budgets plus those set through the admin API (control events).
 pub struct Budgets {
-    specs: Vec<BudgetSpec>,
+    /// Swapped whole on every change, so the request path reads it without a lock.
+    specs: ArcSwap<Vec<Arc<BudgetSpec>>>,
+    /// Ids declared in the config file: the admin API cannot change them.
+    configured: Vec<String>,
     settings: BudgetSettings,
-    ledgers: Mutex<HashMap<(usize, String), Arc<Ledger>>>,
-    recovered: RecoveredSpend,
+    ledgers: Mutex<HashMap<(String, String), Arc<Ledger>>>,
+    recovered: Mutex<RecoveredSpend>,
     alerts: Option<alerts::AlertSender>,
 }
 
 /// Reservations one request holds; settled with the actual cost when its exchange ends.
 pub struct BudgetHold {
-    holds: Vec<(Arc<Ledger>, ledger::Hold, usize, String)>,
+    holds: Vec<(Arc<Ledger>, ledger::Hold, Arc<BudgetSpec>, String)>,
     budgets: Arc<Budgets>,
     settled: bool,
 }
@@ -154,17 +158,88 @@ impl Budgets {
         alerts: Option<alerts::AlertSender>,
     ) -> Self {
         Self {
-            specs,
+            configured: specs.iter().map(|s| s.id.clone()).collect(),
+            specs: ArcSwap::from_pointee(specs.into_iter().map(Arc::new).collect()),
             settings,
             ledgers: Mutex::new(HashMap::new()),
-            recovered,
+            recovered: Mutex::new(recovered),
             alerts,
         }
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.specs.is_empty()
+        self.specs.load().is_empty()
+    }
+
+    /// Whether `id` is declared in the config file.
+    #[must_use]
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.configured.iter().any(|c| c == id)
+    }
+
+    /// Adds or changes a budget set through the admin API. A changed limit or thresholds keep the books; a
+    /// changed subject or period starts new books (from `recovered` spend for the new subject values).
+    /// Config-declared budgets are never replaced.
+    pub fn set(&self, spec: BudgetSpec, recovered: RecoveredSpend) {
+        if self.is_configured(&spec.id) {
+            return;
+        }
+        let mut ledgers = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.specs.load_full();
+        let old = current.iter().find(|s| s.id == spec.id).cloned();
+        match &old {
+            Some(o) if o.subject == spec.subject && o.period == spec.period => {
+                for ((id, _), l) in ledgers.iter() {
+                    if *id == spec.id {
+                        l.update(spec.limit, spec.alert_at.clone());
+                    }
+                }
+            }
+            _ => ledgers.retain(|(id, _), _| *id != spec.id),
+        }
+        self.recovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(recovered);
+        let mut next: Vec<Arc<BudgetSpec>> = current
+            .iter()
+            .filter(|s| s.id != spec.id)
+            .cloned()
+            .collect();
+        next.push(Arc::new(spec));
+        self.specs.store(Arc::new(next));
+    }
+
+    /// Removes a budget set through the admin API; false when there is none by that id.
+    pub fn delete(&self, id: &str) -> bool {
+        if self.is_configured(id) {
+            return false;
+        }
+        let mut ledgers = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.specs.load_full();
+        if !current.iter().any(|s| s.id == id) {
+            return false;
+        }
+        ledgers.retain(|(lid, _), _| lid != id);
+        self.specs.store(Arc::new(
+            current.iter().filter(|s| s.id != id).cloned().collect(),
+        ));
+        true
+    }
+
+    /// Replaces the spend recovered at start (after the control log was replayed, so it covers every budget).
+    pub fn set_recovered(&self, recovered: RecoveredSpend) {
+        *self
+            .recovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = recovered;
     }
 
     #[must_use]
@@ -172,29 +247,32 @@ impl Budgets {
         &self.settings
     }
 
+    /// Every budget now.
     #[must_use]
-    pub fn specs(&self) -> &[BudgetSpec] {
-        &self.specs
+    pub fn specs(&self) -> Vec<Arc<BudgetSpec>> {
+        self.specs.load_full().as_ref().clone()
     }
 
     /// Whether any budget applies to this caller (then the request's output cap must be finite).
     #[must_use]
     pub fn applies(&self, who: &Charged<'_>) -> bool {
         self.specs
+            .load()
             .iter()
             .any(|s| s.subject.applies_to(who).is_some())
     }
 
-    fn ledger(&self, index: usize, subject: &str, now_ms: i64) -> Arc<Ledger> {
+    fn ledger(&self, spec: &BudgetSpec, subject: &str, now_ms: i64) -> Arc<Ledger> {
         let mut map = self
             .ledgers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry((index, subject.to_string()))
+        map.entry((spec.id.clone(), subject.to_string()))
             .or_insert_with(|| {
-                let spec = &self.specs[index];
                 let spent = self
                     .recovered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&(spec.id.clone(), subject.to_string()))
                     .copied()
                     .unwrap_or(0);
@@ -225,13 +303,14 @@ impl Budgets {
             budgets: Arc::clone(self),
             settled: false,
         };
-        for (i, spec) in self.specs.iter().enumerate() {
+        let specs = self.specs.load_full();
+        for spec in specs.iter() {
             let Some(subject) = spec.subject.applies_to(who) else {
                 continue;
             };
-            let ledger = self.ledger(i, &subject, now);
+            let ledger = self.ledger(spec, &subject, now);
             match ledger.reserve(worst_case, spec.hard, now) {
-                Ok(h) => hold.holds.push((ledger, h, i, subject)),
+                Ok(h) => hold.holds.push((ledger, h, spec.clone(), subject)),
                 Err(refusal) => {
                     // `hold` drops here and releases what it took, untouched by this request.
                     hold.release();
@@ -269,15 +348,9 @@ impl Budgets {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out: Vec<_> = map
             .iter()
-            .map(|((i, subject), l)| {
+            .map(|((id, subject), l)| {
                 let (spent, reserved, window) = l.snapshot(now);
-                (
-                    self.specs[*i].id.clone(),
-                    subject.clone(),
-                    spent,
-                    reserved,
-                    window,
-                )
+                (id.clone(), subject.clone(), spent, reserved, window)
             })
             .collect();
         out.sort();
@@ -309,13 +382,12 @@ impl BudgetHold {
         }
         self.settled = true;
         let now = now_ms();
-        for (ledger, hold, index, subject) in self.holds.drain(..) {
+        for (ledger, hold, spec, subject) in self.holds.drain(..) {
             let crossed = ledger.settle(hold, actual, now);
             if crossed.is_empty() {
                 continue;
             }
             if let Some(alerts) = &self.budgets.alerts {
-                let spec = &self.budgets.specs[index];
                 let (spent, _, window) = ledger.snapshot(now);
                 for threshold in crossed {
                     alerts.send(alerts::Alert {
@@ -326,7 +398,7 @@ impl BudgetHold {
                         period_start_ms: window.0,
                         threshold_percent: threshold,
                         spent: format_nanos(i128::from(spent)),
-                        limit: format_nanos(i128::from(spec.limit)),
+                        limit: format_nanos(i128::from(ledger.limit())),
                         currency: self.budgets.settings.currency.clone(),
                         hard: spec.hard,
                     });

@@ -15,6 +15,8 @@
 //! - [`exchange`] — one request's accounting, ending in exactly one usage event; [`cost`] prices it.
 //! - [`routing`] — public model → ordered candidates (tiers, strategies, tags); key health and cooldown.
 //! - [`retry`] — pacing between attempts (the `backoff` crate) and providers' retry hints.
+//! - [`control`] — the control log (embedded table or compacted Kafka topic): admin changes to keys and
+//!   budgets as events, replayed at start and applied by every replica.
 //! - [`budget`] — budgets per tenant / team / key / end user / tag: worst-case reservations, settlement,
 //!   periods, signed threshold alerts.
 //! - [`rate_limit`] — RPM / TPM / in-flight limits per key, team, model and upstream key (`governor`).
@@ -36,6 +38,7 @@
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod control;
 pub mod cost;
 pub mod error;
 pub mod events;
@@ -86,8 +89,46 @@ impl Gateway {
             Some(kafka) => events::kafka::start(kafka)?,
             None => events::embedded::start(&config.store.path)?,
         };
-        let recovered = recover_budget_spend(config)?;
-        let state = Arc::new(AppState::try_new(config, sink, recovered)?);
+        let (control, tail) = match &config.kafka {
+            Some(kafka) => {
+                let (log, tail) =
+                    control::kafka::connect(&kafka.brokers, tollgate_schemas::topics::CONTROL)?;
+                (control::ControlLog::Kafka(log), Some(tail))
+            }
+            None => (
+                control::ControlLog::Embedded(control::EmbeddedLog::open(&config.store.path)?),
+                None,
+            ),
+        };
+        let state = Arc::new(AppState::try_new(
+            config,
+            sink,
+            budget::RecoveredSpend::new(),
+            control,
+        )?);
+        // Keys and budgets from the admin API: replay the control log before serving.
+        match (tail, &state.control) {
+            (Some(tail), _) => {
+                let n = tail.replay(&state)?;
+                tracing::info!(target: "tollgate::control", events = n, "control log replayed");
+                tail.spawn(state.clone())?;
+            }
+            (None, control::ControlLog::Embedded(log)) => {
+                for event in log.replay()? {
+                    control::apply(&event, &state.keys, &state.budgets, Default::default());
+                }
+            }
+            (None, control::ControlLog::Kafka(_)) => {}
+        }
+        let specs: Vec<budget::BudgetSpec> = state
+            .budgets
+            .specs()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        state
+            .budgets
+            .set_recovered(recover_budget_spend(config, &specs)?);
         Ok(Self { state, worker })
     }
 
@@ -147,8 +188,10 @@ impl Gateway {
 /// Budget spend already recorded in the current periods. The embedded store holds every event; with Kafka the
 /// gateway has no local history, so budgets start from zero at each start (cluster budgets fed back from
 /// ClickHouse are future work — see ARCHITECTURE.md).
-fn recover_budget_spend(config: &Config) -> Result<budget::RecoveredSpend, GatewayError> {
-    let specs = &config.budgets.specs;
+fn recover_budget_spend(
+    config: &Config,
+    specs: &[budget::BudgetSpec],
+) -> Result<budget::RecoveredSpend, GatewayError> {
     if specs.is_empty() {
         return Ok(budget::RecoveredSpend::new());
     }

@@ -1,5 +1,6 @@
 //! HTTP routes: one file per endpoint, each a thin handler over [`crate::proxy`] or the state.
 
+mod admin;
 mod admin_usage;
 mod chat;
 mod embeddings;
@@ -31,6 +32,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{key_id}/rotate", post(admin::rotate_key))
+        .route(
+            "/admin/keys/{key_id}",
+            axum::routing::delete(admin::revoke_key),
+        )
+        .route("/admin/budgets", get(admin::list_budgets))
+        .route(
+            "/admin/budgets/{budget_id}",
+            axum::routing::put(admin::put_budget).delete(admin::delete_budget),
+        )
+        .route("/admin/openapi.json", get(admin::openapi))
         .route("/admin/usage", get(admin_usage::usage))
         .route("/admin/usage/page", get(admin_usage::page))
         .fallback(not_found)

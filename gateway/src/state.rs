@@ -13,6 +13,8 @@ use crate::routing::ModelRouter;
 
 pub struct AppState {
     pub keys: KeyStore,
+    /// The control log admin changes go through.
+    pub control: crate::control::ControlLog,
     /// Budgets' books (empty when none are configured).
     pub budgets: Arc<crate::budget::Budgets>,
     /// The admin API's key.
@@ -38,6 +40,7 @@ impl AppState {
         config: &Config,
         sink: EventSink,
         recovered: crate::budget::RecoveredSpend,
+        control: crate::control::ControlLog,
     ) -> Result<Self, GatewayError> {
         let alerts = config
             .budgets
@@ -57,6 +60,7 @@ impl AppState {
                 alerts,
             )),
             admin: AdminKey::new(config.admin),
+            control,
             config: Arc::new(config.clone()),
             router: ModelRouter::try_new(config, &metrics)?,
             reports: Reports::from_config(config)?,

@@ -35,6 +35,8 @@ struct Books {
     window: (i64, i64),
     spent: u64,
     reserved: u64,
+    limit: u64,
+    thresholds: Vec<u8>,
     /// Thresholds already alerted in this window.
     alerted: Vec<u8>,
 }
@@ -42,10 +44,8 @@ struct Books {
 /// The books of one (budget, subject).
 #[derive(Debug)]
 pub struct Ledger {
-    pub limit: u64,
     period: Period,
     tz: Tz,
-    thresholds: Vec<u8>,
     books: Mutex<Books>,
 }
 
@@ -67,14 +67,14 @@ impl Ledger {
             .filter(|t| reached(spent, limit, *t))
             .collect();
         Self {
-            limit,
             period,
             tz,
-            thresholds,
             books: Mutex::new(Books {
                 window: period.window(now_ms, tz),
                 spent,
                 reserved: 0,
+                limit,
+                thresholds,
                 alerted,
             }),
         }
@@ -101,7 +101,7 @@ impl Ledger {
     pub fn reserve(&self, amount: u64, hard: bool, now_ms: i64) -> Result<Hold, Refusal> {
         let mut b = self.books(now_ms);
         let committed = b.spent.saturating_add(b.reserved);
-        if hard && committed.saturating_add(amount) > self.limit {
+        if hard && committed.saturating_add(amount) > b.limit {
             return Err(Refusal {
                 spent: b.spent,
                 reserved: b.reserved,
@@ -127,13 +127,32 @@ impl Ledger {
             b.reserved = b.reserved.saturating_sub(hold.amount);
         }
         let mut crossed = Vec::new();
-        for t in &self.thresholds {
-            if reached(b.spent, self.limit, *t) && !b.alerted.contains(t) {
-                b.alerted.push(*t);
-                crossed.push(*t);
+        for t in b.thresholds.clone() {
+            if reached(b.spent, b.limit, t) && !b.alerted.contains(&t) {
+                b.alerted.push(t);
+                crossed.push(t);
             }
         }
         crossed
+    }
+
+    /// A changed limit or thresholds, kept with the spend and reservations already booked.
+    pub fn update(&self, limit: u64, thresholds: Vec<u8>) {
+        let mut b = self
+            .books
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.limit = limit;
+        b.thresholds = thresholds;
+    }
+
+    /// The current limit.
+    #[must_use]
+    pub fn limit(&self) -> u64 {
+        self.books
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .limit
     }
 
     /// `(spent, reserved, window)` now.
