@@ -110,6 +110,8 @@ pub struct ReportsClickHouse {
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
+    /// The control log's topic.
+    pub control_topic: String,
     /// Where events wait while Kafka is unreachable.
     pub spool_dir: PathBuf,
     /// Spool size cap; beyond it events are dropped (counted, alarmed).

@@ -91,8 +91,7 @@ impl Gateway {
         };
         let (control, tail) = match &config.kafka {
             Some(kafka) => {
-                let (log, tail) =
-                    control::kafka::connect(&kafka.brokers, tollgate_schemas::topics::CONTROL)?;
+                let (log, tail) = control::kafka::connect(&kafka.brokers, &kafka.control_topic)?;
                 (control::ControlLog::Kafka(log), Some(tail))
             }
             None => (

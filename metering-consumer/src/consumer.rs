@@ -71,6 +71,19 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
+    {
+        let (brokers, topic, client, stop) = (
+            settings.brokers.clone(),
+            settings.control_topic.clone(),
+            warehouse.client().clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::budgets::run(&brokers, &topic, client, stop).await {
+                tracing::error!(error = %e, "the budgets projection stopped");
+            }
+        });
+    }
     let consumer: Arc<MeteringConsumer> = Arc::new(
         ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)

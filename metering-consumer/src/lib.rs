@@ -7,6 +7,7 @@
 //! - [`warehouse`] — ClickHouse: dedupe lookup, insert, retry of transient failures.
 //! - [`consumer`] — the loop: consume → decode (dead-letter what cannot be decoded) → batch by rows, bytes
 //!   and age → dedupe → insert → commit offsets.
+//! - [`budgets`] — the control topic's budget events → the `budgets` table (latest per budget), for dashboards.
 //! - [`metrics`] — the Prometheus series and the readiness facts; [`http`] serves them (`/metrics`, `/healthz`,
 //!   `/readyz`) and probes them (`tollgate-metering healthcheck`); [`monitor`] refreshes consumer lag and
 //!   pings ClickHouse off the hot loop.
@@ -20,6 +21,7 @@
 //! in-memory set of recent ids. Redelivery after a crash and gateway spool replays therefore never insert a
 //! row twice, and the aggregates, fed only by inserted rows, never count one twice.
 
+pub mod budgets;
 pub mod consumer;
 pub mod error;
 pub mod http;

@@ -39,6 +39,9 @@ pub struct Settings {
     /// Topic for records that cannot be decoded.
     #[arg(long, env = "TOLLGATE_DLQ_TOPIC", default_value = tollgate_schemas::topics::USAGE_DEAD_LETTER)]
     pub dead_letter_topic: String,
+    /// Control topic (keys, budgets) whose budget events are projected into the `budgets` table.
+    #[arg(long, env = "TOLLGATE_CONTROL_TOPIC", default_value = tollgate_schemas::topics::CONTROL)]
+    pub control_topic: String,
     /// Consumer group.
     #[arg(
         long,

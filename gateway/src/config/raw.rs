@@ -95,6 +95,8 @@ pub struct RawKey {
 pub struct RawKafka {
     pub brokers: String,
     pub topic: Option<String>,
+    /// Control topic (admin changes to keys and budgets). Default `tollgate.control.v1`.
+    pub control_topic: Option<String>,
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub message_timeout_ms: Option<u64>,

@@ -360,6 +360,9 @@ impl<'a> Validator<'a> {
             topic: raw
                 .topic
                 .unwrap_or_else(|| tollgate_schemas::topics::USAGE.into()),
+            control_topic: raw
+                .control_topic
+                .unwrap_or_else(|| tollgate_schemas::topics::CONTROL.into()),
             spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
             spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
             message_timeout: message_timeout.unwrap_or(Duration::from_secs(5)),

@@ -138,11 +138,20 @@ impl Tail {
     /// # Errors
     /// When the log cannot be read within a minute.
     pub fn replay(&self, state: &AppState) -> Result<usize, GatewayError> {
-        let (_, high) = self
-            .consumer
-            .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
-            .map_err(|e| unavailable("watermarks", e))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // A topic created a moment ago may not be in the metadata yet: ask again until it is.
+        let high = loop {
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, 0, Duration::from_secs(10))
+            {
+                Ok((_, high)) => break high,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(unavailable("watermarks", e))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
         let mut applied = 0;
         let mut last = -1;
         while last + 1 < high {

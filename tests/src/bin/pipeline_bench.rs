@@ -149,6 +149,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 &KafkaConfig {
                     brokers: brokers.clone(),
                     topic: topic.clone(),
+                    control_topic: tollgate_schemas::topics::CONTROL.into(),
                     spool_dir,
                     spool_max_bytes: 1 << 30,
                     message_timeout: Duration::from_millis(message_timeout_ms),

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tollgate_tests::mock_upstream::{Dialect, MockUpstream};
 
+/// The admin key every pipeline gateway accepts.
+pub const ADMIN_KEY: &str = "tg-pipeline-admin-key";
+
 pub const TENANT_KEYS: [(&str, &str); 3] = [
     ("acme", "tg-pipe-acme"),
     ("globex", "tg-pipe-globex"),
@@ -137,6 +140,11 @@ impl Pipeline {
     }
 
     fn config(&self) -> String {
+        self.config_on(self.gateway_port)
+    }
+
+    /// The gateway config listening on `port` (a second replica shares everything else).
+    fn config_on(&self, port: u16) -> String {
         let keys: String = TENANT_KEYS
             .iter()
             .map(|(tenant, key)| {
@@ -154,8 +162,12 @@ listen = "127.0.0.1:{port}"
 [kafka]
 brokers = "{brokers}"
 topic = "{topic}"
+control_topic = "{topic}.control"
 spool_dir = "{spool}"
 message_timeout_ms = 2000
+
+[admin]
+sha256 = "{admin}"
 
 [providers.mock]
 kind = "openai"
@@ -166,10 +178,11 @@ api_keys = ["sk-mock"]
 deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
 {keys}"#,
-            port = self.gateway_port,
+            port = port,
             brokers = brokers(),
             topic = self.topic,
             spool = self.dir.path().join("spool").display(),
+            admin = tollgate_gateway::auth::KeyHash::of(ADMIN_KEY).to_hex(),
             base = self.mock.base_url(Dialect::OpenAi),
         )
     }
@@ -187,6 +200,45 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             .spawn()
             .expect("spawn gateway");
         self.gateway = Some(child);
+    }
+
+    /// Starts another gateway replica on its own port with the same config (same topics, same spool dir
+    /// name under another directory); returns the process and its base URL once it answers.
+    pub async fn start_replica(&self) -> (Child, String) {
+        let port = free_port();
+        let dir = self.dir.path().join(format!("replica-{port}"));
+        std::fs::create_dir_all(&dir).expect("replica dir");
+        let text = self.config_on(port).replace(
+            &self.dir.path().join("spool").display().to_string(),
+            &dir.join("spool").display().to_string(),
+        );
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, text).expect("write config");
+        let log = std::fs::File::create(dir.join("gateway.log")).expect("log");
+        let mut child = Command::new(binary("tollgate"))
+            .arg("--config")
+            .arg(&path)
+            .env("TOLLGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn replica");
+        let url = format!("http://127.0.0.1:{port}");
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(r) = self.client.get(format!("{url}/healthz")).send().await {
+                if r.status() == 200 {
+                    return (child, url);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "replica did not start; log: {}",
+            std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default()
+        );
     }
 
     pub async fn wait_gateway(&self) {
@@ -224,6 +276,7 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
                 &self.group,
             ])
             .args(["--dead-letter-topic", &format!("{}.dlq", self.topic)])
+            .args(["--control-topic", &format!("{}.control", self.topic)])
             .args([
                 "--clickhouse-url",
                 &clickhouse_url(),
