@@ -45,6 +45,8 @@ pub struct Exchange {
     /// Completion tokens the budget reservation covers: a stream producing more content chunks than this (each
     /// carries at least one token) is cut.
     pub reserved_output_tokens: Option<u64>,
+    /// Cluster budget leases the reservations came from (recorded on the event).
+    pub budget_leases: Option<Vec<uuid::Uuid>>,
     /// Budget reservations, settled with the actual cost when the exchange ends.
     budget: Option<crate::budget::BudgetHold>,
     /// `x-ratelimit-*` headers for the client's response.
@@ -113,6 +115,7 @@ impl Exchange {
             admission: None,
             budget: None,
             reserved_output_tokens: None,
+            budget_leases: None,
             rate_limit_headers: Vec::new(),
             finished: false,
         }
@@ -242,7 +245,7 @@ impl Exchange {
             usage_source: ending.usage_source,
             cost,
             tags: std::mem::take(&mut self.tags),
-            budget_lease: None,
+            budget_leases: self.budget_leases.take().unwrap_or_default(),
         };
         self.metrics.record(&event);
         crate::telemetry::record_request(&self.span, &event);

@@ -50,7 +50,7 @@ pub struct UsageRow {
     pub price_missing: u8,
     pub tag_keys: Vec<String>,
     pub tag_values: Vec<String>,
-    pub budget_lease: String,
+    pub budget_leases: Vec<String>,
 }
 
 impl UsageRow {
@@ -98,7 +98,7 @@ impl UsageRow {
             price_missing: u8::from(e.cost.price_missing),
             tag_keys,
             tag_values,
-            budget_lease: e.budget_lease.map(|l| l.to_string()).unwrap_or_default(),
+            budget_leases: e.budget_leases.iter().map(uuid::Uuid::to_string).collect(),
         }
     }
 }

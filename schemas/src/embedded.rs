@@ -48,7 +48,7 @@ ALTER TABLE usage_events ADD COLUMN reporting_currency TEXT NOT NULL DEFAULT '';
 ALTER TABLE usage_events ADD COLUMN price_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE usage_events ADD COLUMN price_missing INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_events ADD COLUMN tags TEXT;
-ALTER TABLE usage_events ADD COLUMN budget_lease TEXT;
+ALTER TABLE usage_events ADD COLUMN budget_leases TEXT;
 "#,
     // 3: re-pricing corrections (`tollgate reprice`), the same columns as ClickHouse's `cost_corrections`
     // (`started_at_ms` for its `started_at`). Rows are only ever appended: an event's corrected cost is its

@@ -55,9 +55,10 @@ pub struct UsageEvent {
     /// Business labels (`x-tollgate-tags: feature=summarize,env=prod`, or the request's `metadata`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
-    /// The budget lease the request's reservation came from, when a cluster budget applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_lease: Option<Uuid>,
+    /// The budget leases the request's reservations came from (one per cluster budget that applied), so the
+    /// budget owner can tell what each lease has spent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_leases: Vec<Uuid>,
 }
 
 /// A request's cost: exact nano-units in the price's own currency, and the same converted into the

@@ -66,7 +66,7 @@ def test_every_migration_runs_on_current_clickhouse_and_views_aggregate() -> Non
             f"('{uuid.uuid4()}', 1, toDateTime(1764115200 + {i}), {1764115200000 + i}, {1764115200100 + i}, "
             f"'{tenant}', 'team', 'key', '', 'chat_completions', '{model}', 'p', 'openai', 'p/{model}', '{model}', 0, "
             f"'{outcome}', 200, '', 1, 100, NULL, {prompt}, {completion}, 0, 0, 0, 'provider', 0, {i}, 0, "
-            f"{prompt * 1000}, 'USD', {prompt * 1000}, 'USD', '2026-11-01', 0, ['feature'], ['f{i % 2}'], '')"
+            f"{prompt * 1000}, 'USD', {prompt * 1000}, 'USD', '2026-11-01', 0, ['feature'], ['f{i % 2}'], [])"
         )
     session.query("INSERT INTO tg_ddl.usage_events VALUES " + ", ".join(rows))
     by_minute = session.query(

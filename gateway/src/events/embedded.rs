@@ -179,7 +179,7 @@ impl Writer {
                     e.cost.price_version,
                     e.cost.price_missing,
                     tags_json(&e.tags),
-                    e.budget_lease.map(|l| l.to_string()),
+                    leases_text(&e.budget_leases),
                 ])?;
             }
         }
@@ -191,9 +191,20 @@ const INSERT: &str = "INSERT OR IGNORE INTO usage_events (event_id, schema_versi
     tenant, team, key_id, end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, \
     outcome, http_status, error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, \
     cached_read_tokens, cache_write_tokens, reasoning_tokens, usage_source, cost_nanos, currency, \
-    reporting_cost_nanos, reporting_currency, price_version, price_missing, tags, budget_lease) \
+    reporting_cost_nanos, reporting_currency, price_version, price_missing, tags, budget_leases) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
     ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)";
+
+/// Budget leases as stored: ids separated by commas, or NULL when there are none.
+fn leases_text(leases: &[uuid::Uuid]) -> Option<String> {
+    (!leases.is_empty()).then(|| {
+        leases
+            .iter()
+            .map(uuid::Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
 
 /// Tags as stored: a JSON object, or NULL when there are none.
 fn tags_json(tags: &std::collections::BTreeMap<String, String>) -> Option<String> {
@@ -204,7 +215,7 @@ const SELECT: &str = "SELECT event_id, schema_version, started_at_ms, finished_a
     end_user, endpoint, model, provider, provider_kind, deployment, upstream_model, stream, outcome, http_status, \
     error_code, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cached_read_tokens, \
     cache_write_tokens, reasoning_tokens, usage_source, cost_nanos, currency, reporting_cost_nanos, \
-    reporting_currency, price_version, price_missing, tags, budget_lease FROM usage_events ORDER BY event_id";
+    reporting_currency, price_version, price_missing, tags, budget_leases FROM usage_events ORDER BY event_id";
 
 /// One stored event's attribution and reporting cost, for recovering budget spend at start.
 #[derive(Debug, Clone)]
@@ -311,9 +322,14 @@ pub fn read_all(conn: &Connection) -> rusqlite::Result<Vec<UsageEvent>> {
                 })?,
                 None => std::collections::BTreeMap::new(),
             },
-            budget_lease: r
+            budget_leases: r
                 .get::<_, Option<String>>(34)?
-                .and_then(|s| uuid::Uuid::parse_str(&s).ok()),
+                .map(|s| {
+                    s.split(',')
+                        .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     })?;
     rows.collect()
@@ -355,7 +371,7 @@ mod tests {
             usage_source: UsageSource::Provider,
             cost: tollgate_schemas::Cost::default(),
             tags: std::collections::BTreeMap::new(),
-            budget_lease: None,
+            budget_leases: Vec::new(),
         }
     }
 

@@ -11,4 +11,4 @@ ALTER TABLE {db}.usage_events ADD COLUMN price_version String DEFAULT '';
 ALTER TABLE {db}.usage_events ADD COLUMN price_missing UInt8 DEFAULT 0;
 ALTER TABLE {db}.usage_events ADD COLUMN tag_keys Array(String);
 ALTER TABLE {db}.usage_events ADD COLUMN tag_values Array(String);
-ALTER TABLE {db}.usage_events ADD COLUMN budget_lease String DEFAULT '';
+ALTER TABLE {db}.usage_events ADD COLUMN budget_leases Array(String);

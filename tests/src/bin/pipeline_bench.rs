@@ -439,7 +439,7 @@ fn synthetic_event(i: u64, tenants: &[(String, String, String)], now_ms: i64) ->
             price_missing: false,
         },
         tags: [("feature".to_string(), format!("f{}", i % 5))].into(),
-        budget_lease: None,
+        budget_leases: Vec::new(),
     }
 }
 
