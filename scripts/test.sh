@@ -58,6 +58,7 @@ step "pipeline tests (real Kafka + ClickHouse)"
 cargo test --locked -p tollgate-tests --test pipeline -- --ignored --test-threads=1
 cargo test --locked -p tollgate-tests --test reprice_clickhouse -- --ignored --test-threads=1
 cargo test --locked -p tollgate-tests --test control_cluster -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test budget_cluster -- --ignored --test-threads=1
 
 step "usage reports: ClickHouse backend against the embedded store"
 cargo test --locked -p tollgate-tests --test reports -- --ignored

@@ -16,6 +16,7 @@
 //! usage store at start. Cluster-wide leases fed back from ClickHouse are not built yet (ARCHITECTURE.md).
 
 pub mod alerts;
+pub mod lease;
 pub mod ledger;
 pub mod period;
 
@@ -90,6 +91,20 @@ impl Subject {
     }
 }
 
+impl std::fmt::Display for Subject {
+    /// The text [`Subject::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tenant(v) => write!(f, "tenant:{v}"),
+            Self::Team(v) => write!(f, "team:{v}"),
+            Self::Key(v) => write!(f, "key:{v}"),
+            Self::EndUser(Some(v)) => write!(f, "end_user:{v}"),
+            Self::EndUser(None) => write!(f, "end_user:*"),
+            Self::Tag(k, v) => write!(f, "tag:{k}={v}"),
+        }
+    }
+}
+
 /// One configured budget.
 #[derive(Debug, Clone)]
 pub struct BudgetSpec {
@@ -139,11 +154,16 @@ pub struct Budgets {
     ledgers: Mutex<HashMap<(String, String), Arc<Ledger>>>,
     recovered: Mutex<RecoveredSpend>,
     alerts: Option<alerts::AlertSender>,
+    /// With several replicas (Kafka): hard budgets are spent only out of leases from the budget owner.
+    cluster: Option<Arc<lease::LeaseClient>>,
+    leases: Mutex<HashMap<(String, String), Arc<lease::Leases>>>,
 }
 
 /// Reservations one request holds; settled with the actual cost when its exchange ends.
 pub struct BudgetHold {
     holds: Vec<(Arc<Ledger>, ledger::Hold, Arc<BudgetSpec>, String)>,
+    /// Reservations on cluster leases: (the subject's leases, lease id, amount reserved).
+    leased: Vec<(Arc<lease::Leases>, uuid::Uuid, u64)>,
     budgets: Arc<Budgets>,
     settled: bool,
 }
@@ -164,7 +184,110 @@ impl Budgets {
             ledgers: Mutex::new(HashMap::new()),
             recovered: Mutex::new(recovered),
             alerts,
+            cluster: None,
+            leases: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Spends hard budgets only out of leases from the budget owner (several replicas). Starts the task that
+    /// gives expired leases back.
+    #[must_use]
+    pub fn with_cluster(mut self, client: Arc<lease::LeaseClient>) -> Self {
+        self.cluster = Some(client);
+        self
+    }
+
+    /// Gives back expired leases with nothing in flight (run every `every`; needs a tokio runtime).
+    pub fn start_returning(self: &Arc<Self>, every: Duration) {
+        let Some(client) = self.cluster.clone() else {
+            return;
+        };
+        let budgets = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(b) = budgets.upgrade() else { return };
+                let now = now_ms();
+                let all: Vec<((String, String), Arc<lease::Leases>)> = b
+                    .leases
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                for ((budget_id, subject), leases) in all {
+                    for (id, window_start, settled) in leases.closed(now) {
+                        let scope = tollgate_schemas::lease::LeaseScope {
+                            budget_id: budget_id.clone(),
+                            subject: subject.clone(),
+                            window_start_ms: window_start,
+                        };
+                        client.give_back(id, scope, settled).await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn leases_of(&self, id: &str, subject: &str) -> Arc<lease::Leases> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((id.to_string(), subject.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Reserves `worst_case` on a lease of `spec`/`subject`, asking the owner for more when none has room.
+    async fn reserve_leased(
+        &self,
+        client: &lease::LeaseClient,
+        spec: &BudgetSpec,
+        subject: &str,
+        worst_case: u64,
+    ) -> Result<(Arc<lease::Leases>, uuid::Uuid), GatewayError> {
+        let now = now_ms();
+        let (start, end) = spec.period.window(now, self.settings.timezone);
+        let leases = self.leases_of(&spec.id, subject);
+        if let Some(id) = leases.try_reserve(worst_case, start, now) {
+            return Ok((leases, id));
+        }
+        let scope = tollgate_schemas::lease::LeaseScope {
+            budget_id: spec.id.clone(),
+            subject: subject.to_string(),
+            window_start_ms: start,
+        };
+        let ask = worst_case.saturating_mul(lease::LEASE_REQUESTS).max(1);
+        let decision = client.request(&scope, end, ask).await;
+        let currency = &self.settings.currency;
+        let detail = match &decision {
+            Some(d) if d.granted >= worst_case => {
+                leases.add(d);
+                if let Some(id) = leases.try_reserve(worst_case, start, now_ms()) {
+                    return Ok((leases, id));
+                }
+                "the lease granted was taken by concurrent requests".to_string()
+            }
+            Some(d) => {
+                // A grant too small for this request is still capacity for smaller ones.
+                leases.add(d);
+                format!(
+                    "{} {currency} of the limit is committed across replicas, and this request may cost up to                      {} {currency}",
+                    format_nanos(i128::from(d.committed)),
+                    format_nanos(i128::from(worst_case))
+                )
+            }
+            None => "the budget owner did not answer in time".to_string(),
+        };
+        Err(GatewayError::BudgetExceeded {
+            subject: format!("{} {subject}", spec.subject.kind()),
+            period: spec.period.as_str().into(),
+            limit: format!("{} {currency}", format_nanos(i128::from(spec.limit))),
+            detail,
+            retry_after: (end != i64::MAX).then(|| {
+                Duration::from_millis(u64::try_from(end.saturating_sub(now)).unwrap_or(0))
+            }),
+        })
     }
 
     #[must_use]
@@ -292,7 +415,7 @@ impl Budgets {
     ///
     /// # Errors
     /// [`GatewayError::BudgetExceeded`] naming the first hard budget without room.
-    pub fn reserve(
+    pub async fn reserve(
         self: &Arc<Self>,
         who: &Charged<'_>,
         worst_case: u64,
@@ -300,6 +423,7 @@ impl Budgets {
         let now = now_ms();
         let mut hold = BudgetHold {
             holds: Vec::new(),
+            leased: Vec::new(),
             budgets: Arc::clone(self),
             settled: false,
         };
@@ -308,6 +432,21 @@ impl Budgets {
             let Some(subject) = spec.subject.applies_to(who) else {
                 continue;
             };
+            if let (Some(client), true) = (&self.cluster, spec.hard) {
+                match self
+                    .reserve_leased(client, spec, &subject, worst_case)
+                    .await
+                {
+                    Ok((leases, id)) => {
+                        hold.leased.push((leases, id, worst_case));
+                        continue;
+                    }
+                    Err(e) => {
+                        hold.release();
+                        return Err(e);
+                    }
+                }
+            }
             let ledger = self.ledger(spec, &subject, now);
             match ledger.reserve(worst_case, spec.hard, now) {
                 Ok(h) => hold.holds.push((ledger, h, spec.clone(), subject)),
@@ -362,13 +501,23 @@ impl BudgetHold {
     /// Whether any budget applied.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.holds.is_empty()
+        self.holds.is_empty() && self.leased.is_empty()
     }
 
     /// The reservation taken on each budget (the same worst case on all).
     #[must_use]
     pub fn reserved(&self) -> u64 {
-        self.holds.first().map_or(0, |(_, h, ..)| h.amount)
+        self.holds
+            .first()
+            .map(|(_, h, ..)| h.amount)
+            .or_else(|| self.leased.first().map(|(.., amount)| *amount))
+            .unwrap_or(0)
+    }
+
+    /// The cluster leases the reservations were taken from (recorded on the usage event).
+    #[must_use]
+    pub fn leases(&self) -> Vec<uuid::Uuid> {
+        self.leased.iter().map(|(_, id, _)| *id).collect()
     }
 
     /// Replaces every reservation with `actual` (reporting nano-units) and fires alerts for thresholds crossed.
@@ -382,6 +531,9 @@ impl BudgetHold {
         }
         self.settled = true;
         let now = now_ms();
+        for (leases, id, reserved) in self.leased.drain(..) {
+            leases.settle(id, reserved, actual);
+        }
         for (ledger, hold, spec, subject) in self.holds.drain(..) {
             let crossed = ledger.settle(hold, actual, now);
             if crossed.is_empty() {
@@ -530,8 +682,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refusal_on_one_budget_releases_the_others() {
+    #[tokio::test]
+    async fn a_refusal_on_one_budget_releases_the_others() {
         let b = budgets(vec![
             spec("t", "tenant:acme", 1_000, true),
             spec("k", "key:ci", 100, true),
@@ -544,20 +696,20 @@ mod tests {
             end_user: None,
             tags: &tags,
         };
-        let e = b.reserve(&who, 150).err().unwrap();
+        let e = b.reserve(&who, 150).await.err().unwrap();
         assert_eq!(e.code(), "budget_exceeded");
         assert_eq!(e.status(), http::StatusCode::TOO_MANY_REQUESTS);
         assert!(e.to_string().contains("key ci"), "{e}");
         // The tenant's reservation was given back.
         assert!(b.snapshot().iter().all(|(.., reserved, _)| *reserved == 0));
-        let h = b.reserve(&who, 100).unwrap();
+        let h = b.reserve(&who, 100).await.unwrap();
         h.settle(30);
         let spent: Vec<u64> = b.snapshot().iter().map(|s| s.2).collect();
         assert_eq!(spent, [30, 30]);
     }
 
-    #[test]
-    fn a_dropped_hold_is_charged_its_whole_reservation() {
+    #[tokio::test]
+    async fn a_dropped_hold_is_charged_its_whole_reservation() {
         let b = budgets(vec![spec("t", "tenant:acme", 1_000, true)]);
         let tags = BTreeMap::new();
         let who = Charged {
@@ -567,7 +719,7 @@ mod tests {
             end_user: None,
             tags: &tags,
         };
-        drop(b.reserve(&who, 400).unwrap());
+        drop(b.reserve(&who, 400).await.unwrap());
         assert_eq!(b.snapshot()[0].2, 400);
     }
 }

@@ -112,6 +112,9 @@ pub struct KafkaConfig {
     pub topic: String,
     /// The control log's topic.
     pub control_topic: String,
+    /// Budget lease requests and decisions.
+    pub budget_requests_topic: String,
+    pub budget_decisions_topic: String,
     /// Where events wait while Kafka is unreachable.
     pub spool_dir: PathBuf,
     /// Spool size cap; beyond it events are dropped (counted, alarmed).

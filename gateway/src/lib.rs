@@ -99,18 +99,32 @@ impl Gateway {
                 None,
             ),
         };
+        let leases = match &config.kafka {
+            Some(kafka) => Some(budget::lease::LeaseClient::connect(
+                &kafka.brokers,
+                &kafka.budget_requests_topic,
+                &kafka.budget_decisions_topic,
+            )?),
+            None => None,
+        };
         let state = Arc::new(AppState::try_new(
             config,
             sink,
             budget::RecoveredSpend::new(),
             control,
+            leases,
         )?);
+        state.budgets.start_returning(Duration::from_millis(500));
         // Keys and budgets from the admin API: replay the control log before serving.
         match (tail, &state.control) {
             (Some(tail), _) => {
                 let n = tail.replay(&state)?;
                 tracing::info!(target: "tollgate::control", events = n, "control log replayed");
                 tail.spawn(state.clone())?;
+                // The budget owner knows budgets only from the log: publish the config file's.
+                if let control::ControlLog::Kafka(log) = &state.control {
+                    log.publish_budgets(&config.budgets.specs, &config.budgets.settings.currency);
+                }
             }
             (None, control::ControlLog::Embedded(log)) => {
                 for event in log.replay()? {

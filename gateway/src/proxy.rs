@@ -143,7 +143,7 @@ async fn serve(
         }
     }
     if !state.budgets.is_empty() {
-        if let Err(e) = reserve_budget(&state, &mut ex, &mut request, endpoint, &plan) {
+        if let Err(e) = reserve_budget(&state, &mut ex, &mut request, endpoint, &plan).await {
             state.metrics.budget_refused();
             return ex.refuse(e);
         }
@@ -252,7 +252,7 @@ async fn serve(
 /// Reserves the request's worst-case cost on every budget that applies to its caller: prompt tokens bounded by
 /// the body's byte count, its output cap (or the configured default, which is then sent upstream), each at the
 /// highest price among the deployments it may be routed to.
-fn reserve_budget(
+async fn reserve_budget(
     state: &AppState,
     ex: &mut Exchange,
     request: &mut ClientRequest,
@@ -292,7 +292,10 @@ fn reserve_budget(
         })
         .max()
         .unwrap_or(0);
-    let hold = state.budgets.reserve(&who, worst_case)?;
+    let hold = state.budgets.reserve(&who, worst_case).await?;
+    if !hold.leases().is_empty() {
+        ex.budget_leases = Some(hold.leases());
+    }
     ex.budgeted(hold);
     ex.reserved_output_tokens = Some(u64::from(output_cap));
     Ok(())

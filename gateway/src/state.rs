@@ -41,6 +41,7 @@ impl AppState {
         sink: EventSink,
         recovered: crate::budget::RecoveredSpend,
         control: crate::control::ControlLog,
+        leases: Option<Arc<crate::budget::lease::LeaseClient>>,
     ) -> Result<Self, GatewayError> {
         let alerts = config
             .budgets
@@ -53,12 +54,18 @@ impl AppState {
         ));
         Ok(Self {
             keys: KeyStore::new(&config.keys, &config.tenants),
-            budgets: Arc::new(crate::budget::Budgets::new(
-                config.budgets.specs.clone(),
-                config.budgets.settings.clone(),
-                recovered,
-                alerts,
-            )),
+            budgets: Arc::new({
+                let budgets = crate::budget::Budgets::new(
+                    config.budgets.specs.clone(),
+                    config.budgets.settings.clone(),
+                    recovered,
+                    alerts,
+                );
+                match leases {
+                    Some(client) => budgets.with_cluster(client),
+                    None => budgets,
+                }
+            }),
             admin: AdminKey::new(config.admin),
             control,
             config: Arc::new(config.clone()),

@@ -84,6 +84,27 @@ pub async fn run(
             }
         });
     }
+    let owner = if settings.budget_owner {
+        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+        let owner_settings = crate::budget_service::OwnerSettings {
+            brokers: settings.brokers.clone(),
+            control_topic: settings.control_topic.clone(),
+            requests_topic: settings.budget_requests_topic.clone(),
+            decisions_topic: settings.budget_decisions_topic.clone(),
+            database: settings.database.clone(),
+            lease_ttl: Duration::from_millis(settings.lease_ttl_ms),
+            grace: Duration::from_millis(settings.lease_grace_ms),
+        };
+        let (client, stop) = (warehouse.client().clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::budget_service::run(owner_settings, client, rx, stop).await {
+                tracing::error!(error = %e, "the budget owner stopped");
+            }
+        });
+        Some(tx)
+    } else {
+        None
+    };
     let consumer: Arc<MeteringConsumer> = Arc::new(
         ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
@@ -122,6 +143,7 @@ pub async fn run(
         batch: Batch::default(),
         recent: RecentIds::default(),
         stop: stop.clone(),
+        owner,
     };
     loop {
         let deadline = state.batch.first_at.map(|t| t + state.settings.batch_age());
@@ -216,6 +238,8 @@ struct Loop<'a> {
     batch: Batch,
     recent: RecentIds,
     stop: CancellationToken,
+    /// The budget owner's feed of stored spend (with `--budget-owner`).
+    owner: Option<tokio::sync::mpsc::Sender<crate::budget_service::Spent>>,
 }
 
 impl Loop<'_> {
@@ -331,6 +355,21 @@ impl Loop<'_> {
         self.metrics.batch_stored();
         for row in &batch.rows {
             self.recent.remember(row.event_id);
+        }
+        if let Some(owner) = &self.owner {
+            for row in batch.rows.iter().filter(|r| !r.budget_leases.is_empty()) {
+                let spent = crate::budget_service::Spent {
+                    leases: row
+                        .budget_leases
+                        .iter()
+                        .filter_map(|l| Uuid::parse_str(l).ok())
+                        .collect(),
+                    reporting_cost: u64::try_from(row.reporting_cost_nanos).unwrap_or(0),
+                };
+                if owner.try_send(spent).is_err() {
+                    tracing::warn!("budget owner queue full; its spend view lags (leases count at their grant)");
+                }
+            }
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, offset) in &batch.offsets {

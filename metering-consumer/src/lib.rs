@@ -8,6 +8,8 @@
 //! - [`consumer`] — the loop: consume → decode (dead-letter what cannot be decoded) → batch by rows, bytes
 //!   and age → dedupe → insert → commit offsets.
 //! - [`budgets`] — the control topic's budget events → the `budgets` table (latest per budget), for dashboards.
+//! - [`lease_owner`] — the budget owner's books: grants leases so replicas together never reserve past a
+//!   limit; [`budget_service`] runs it (`--budget-owner`) on the control, requests and decisions topics.
 //! - [`metrics`] — the Prometheus series and the readiness facts; [`http`] serves them (`/metrics`, `/healthz`,
 //!   `/readyz`) and probes them (`tollgate-metering healthcheck`); [`monitor`] refreshes consumer lag and
 //!   pings ClickHouse off the hot loop.
@@ -21,10 +23,12 @@
 //! in-memory set of recent ids. Redelivery after a crash and gateway spool replays therefore never insert a
 //! row twice, and the aggregates, fed only by inserted rows, never count one twice.
 
+pub mod budget_service;
 pub mod budgets;
 pub mod consumer;
 pub mod error;
 pub mod http;
+pub mod lease_owner;
 pub mod metrics;
 pub mod migrate;
 pub mod monitor;

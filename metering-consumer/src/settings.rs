@@ -42,6 +42,22 @@ pub struct Settings {
     /// Control topic (keys, budgets) whose budget events are projected into the `budgets` table.
     #[arg(long, env = "TOLLGATE_CONTROL_TOPIC", default_value = tollgate_schemas::topics::CONTROL)]
     pub control_topic: String,
+    /// Run the budget owner (grants budget leases to gateway replicas). Exactly one consumer may.
+    #[arg(long, env = "TOLLGATE_BUDGET_OWNER")]
+    pub budget_owner: bool,
+    /// Lease requests and returns from replicas.
+    #[arg(long, env = "TOLLGATE_BUDGET_REQUESTS_TOPIC", default_value = tollgate_schemas::topics::BUDGET_REQUESTS)]
+    pub budget_requests_topic: String,
+    /// Lease decisions to replicas.
+    #[arg(long, env = "TOLLGATE_BUDGET_DECISIONS_TOPIC", default_value = tollgate_schemas::topics::BUDGET_DECISIONS)]
+    pub budget_decisions_topic: String,
+    /// How long a granted lease may take new reservations (milliseconds).
+    #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
+    /// After start, the owner grants nothing for lease TTL + this (milliseconds): an earlier owner's leases
+    /// expire and their usage reaches ClickHouse first. Must cover the pipeline's lag.
+    #[arg(long, env = "TOLLGATE_LEASE_GRACE_MS", default_value_t = 10_000)]
+    pub lease_grace_ms: u64,
     /// Consumer group.
     #[arg(
         long,

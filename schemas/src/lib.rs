@@ -7,6 +7,7 @@
 //!   [`Outcome`], [`UsageSource`], [`Endpoint`]).
 //! - [`control`] — [`control::ControlEvent`]: keys and budgets created through the admin API, replayed by every
 //!   replica.
+//! - [`lease`] — budget leases between gateway replicas and the budget owner (requests, decisions, returns).
 //! - [`topics`] — names of the Kafka topics the pipeline uses.
 //! - [`embedded`] — DDL of the embedded (SQLite) usage store.
 //! - [`clickhouse`] — ClickHouse DDL as ordered migrations (raw usage + per-minute / per-day aggregates).
@@ -25,6 +26,7 @@
 pub mod clickhouse;
 pub mod control;
 pub mod embedded;
+pub mod lease;
 pub mod price;
 pub mod topics;
 pub mod usage;

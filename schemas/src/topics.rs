@@ -7,3 +7,7 @@ pub const USAGE_DEAD_LETTER: &str = "tollgate.usage.dlq.v1";
 /// Control events (keys, budgets), compacted, keyed by entity (`key/<id>`, `budget/<id>`); one partition so
 /// every replica applies them in one order.
 pub const CONTROL: &str = "tollgate.control.v1";
+/// Budget lease requests and returns (replicas → owner), keyed by budget and subject.
+pub const BUDGET_REQUESTS: &str = "tollgate.budget.requests.v1";
+/// Budget lease decisions (owner → replicas).
+pub const BUDGET_DECISIONS: &str = "tollgate.budget.decisions.v1";

@@ -97,6 +97,10 @@ pub struct RawKafka {
     pub topic: Option<String>,
     /// Control topic (admin changes to keys and budgets). Default `tollgate.control.v1`.
     pub control_topic: Option<String>,
+    /// Budget lease requests (replicas → owner). Default `tollgate.budget.requests.v1`.
+    pub budget_requests_topic: Option<String>,
+    /// Budget lease decisions (owner → replicas). Default `tollgate.budget.decisions.v1`.
+    pub budget_decisions_topic: Option<String>,
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub message_timeout_ms: Option<u64>,

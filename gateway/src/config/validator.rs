@@ -363,6 +363,12 @@ impl<'a> Validator<'a> {
             control_topic: raw
                 .control_topic
                 .unwrap_or_else(|| tollgate_schemas::topics::CONTROL.into()),
+            budget_requests_topic: raw
+                .budget_requests_topic
+                .unwrap_or_else(|| tollgate_schemas::topics::BUDGET_REQUESTS.into()),
+            budget_decisions_topic: raw
+                .budget_decisions_topic
+                .unwrap_or_else(|| tollgate_schemas::topics::BUDGET_DECISIONS.into()),
             spool_dir: PathBuf::from(raw.spool_dir.unwrap_or_else(|| "tollgate-spool".into())),
             spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30),
             message_timeout: message_timeout.unwrap_or(Duration::from_secs(5)),

@@ -109,6 +109,41 @@ pub fn connect(brokers: &str, topic: &str) -> Result<(KafkaLog, Tail), GatewayEr
 }
 
 impl KafkaLog {
+    /// Publishes the config file's budgets into the log (in the background), so the budget owner knows them;
+    /// replicas keep enforcing the file's values (apply ignores configured ids).
+    pub fn publish_budgets(&self, specs: &[crate::budget::BudgetSpec], currency: &str) {
+        for spec in specs {
+            let event = ControlEvent::new(
+                tollgate_schemas::control::ControlChange::BudgetSet {
+                    budget_id: spec.id.clone(),
+                    subject: spec.subject.to_string(),
+                    period: spec.period.as_str().into(),
+                    limit_nanos: spec.limit,
+                    currency: currency.to_string(),
+                    hard: spec.hard,
+                    alert_at: spec.alert_at.clone(),
+                },
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            );
+            let Ok(payload) = serde_json::to_vec(&event) else {
+                continue;
+            };
+            let (producer, topic, key) = (
+                self.producer.clone(),
+                self.topic.clone(),
+                event.change.entity(),
+            );
+            tokio::spawn(async move {
+                let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                if let Err((e, _)) = producer.send(record, COMMIT_TIMEOUT).await {
+                    tracing::warn!(target: "tollgate::control", error = %e, "could not publish a config budget");
+                }
+            });
+        }
+    }
+
     /// Produces `event` and waits until this replica has applied it.
     pub(super) async fn commit(&self, event: &ControlEvent) -> Result<(), GatewayError> {
         let payload = serde_json::to_vec(event)

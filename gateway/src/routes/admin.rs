@@ -352,20 +352,9 @@ fn budget_json(state: &AppState, spec: &BudgetSpec, source: &str) -> Value {
                 "window_end_ms": (end != i64::MAX).then_some(end)})
         })
         .collect();
-    json!({"budget_id": spec.id, "subject": subject_text(&spec.subject), "period": spec.period.as_str(),
+    json!({"budget_id": spec.id, "subject": spec.subject.to_string(), "period": spec.period.as_str(),
         "limit": format_nanos(i128::from(spec.limit)), "limit_nanos": spec.limit, "currency": currency,
         "hard": spec.hard, "alert_at": spec.alert_at, "source": source, "books": books})
-}
-
-fn subject_text(s: &Subject) -> String {
-    match s {
-        Subject::Tenant(v) => format!("tenant:{v}"),
-        Subject::Team(v) => format!("team:{v}"),
-        Subject::Key(v) => format!("key:{v}"),
-        Subject::EndUser(Some(v)) => format!("end_user:{v}"),
-        Subject::EndUser(None) => "end_user:*".into(),
-        Subject::Tag(k, v) => format!("tag:{k}={v}"),
-    }
 }
 
 pub async fn list_budgets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

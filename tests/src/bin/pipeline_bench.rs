@@ -150,6 +150,8 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                     brokers: brokers.clone(),
                     topic: topic.clone(),
                     control_topic: tollgate_schemas::topics::CONTROL.into(),
+                    budget_requests_topic: tollgate_schemas::topics::BUDGET_REQUESTS.into(),
+                    budget_decisions_topic: tollgate_schemas::topics::BUDGET_DECISIONS.into(),
                     spool_dir,
                     spool_max_bytes: 1 << 30,
                     message_timeout: Duration::from_millis(message_timeout_ms),

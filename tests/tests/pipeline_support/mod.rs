@@ -163,6 +163,8 @@ listen = "127.0.0.1:{port}"
 brokers = "{brokers}"
 topic = "{topic}"
 control_topic = "{topic}.control"
+budget_requests_topic = "{topic}.budget.requests"
+budget_decisions_topic = "{topic}.budget.decisions"
 spool_dir = "{spool}"
 message_timeout_ms = 2000
 
@@ -277,6 +279,12 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             ])
             .args(["--dead-letter-topic", &format!("{}.dlq", self.topic)])
             .args(["--control-topic", &format!("{}.control", self.topic)])
+            .args([
+                "--budget-requests-topic",
+                &format!("{}.budget.requests", self.topic),
+                "--budget-decisions-topic",
+                &format!("{}.budget.decisions", self.topic),
+            ])
             .args([
                 "--clickhouse-url",
                 &clickhouse_url(),

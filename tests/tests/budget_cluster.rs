@@ -1,0 +1,144 @@
+//! A cluster budget with two gateway replicas, the metering consumer as budget owner, real Kafka and ClickHouse:
+//! many concurrent clients on both replicas, mixing streams and plain requests, some overshooting their
+//! `max_tokens` → the spend ClickHouse records stays within limit + the stated bound, and later requests get the
+//! budget 429 on both replicas.
+//!
+//! Needs `scripts/services.sh`; `#[ignore]`d in a plain `cargo test`, run by `scripts/test.sh` with `--ignored`.
+
+mod pipeline_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipeline_support::{ch_u64, Pipeline, ADMIN_KEY, TENANT_KEYS};
+use serde_json::{json, Value};
+
+/// gpt-4o-mini from the shipped table, nano-USD per output token.
+const OUTPUT_NANOS_PER_TOKEN: u64 = 600;
+const LIMIT: u64 = 3_000_000;
+const OVERSHOOT: u64 = 20;
+
+async fn ask(client: &reqwest::Client, base: &str, key: &str, i: u64) -> (u16, bool, String) {
+    let max_tokens = 10 + (i * 37) % 90;
+    let overshoots = i.is_multiple_of(5);
+    let stream = i % 2 == 1;
+    let produced = if overshoots {
+        max_tokens + OVERSHOOT
+    } else {
+        max_tokens / 2 + 1
+    };
+    let directive = if stream {
+        format!("[mock:chunks={produced}]")
+    } else {
+        format!("[mock:completion_tokens={produced}]")
+    };
+    let r = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(
+            &json!({"model": "gpt-4o-mini", "max_tokens": max_tokens, "stream": stream,
+            "messages": [{"role": "user", "content": format!("cluster probe {i} {directive}")}]}),
+        )
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, overshoots, r.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka + ClickHouse (scripts/services.sh); run with --ignored --test-threads=1"]
+async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
+    let p = Pipeline::start_with(
+        "budget_cluster",
+        &[
+            "--budget-owner",
+            "--lease-ttl-ms",
+            "2000",
+            "--lease-grace-ms",
+            "1000",
+        ],
+    )
+    .await;
+    let (mut replica, b) = p.start_replica().await;
+    let a = p.url("");
+    let client = p.client.clone();
+    let r = client
+        .put(format!("{a}/admin/budgets/acme-cluster"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"subject": "tenant:acme", "period": "monthly", "limit": "0.003"}))
+        .send()
+        .await
+        .expect("put budget");
+    assert_eq!(r.status(), 200);
+    // The owner grants nothing until lease TTL + grace after its start.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+
+    let key = TENANT_KEYS[0].1;
+    let bases = Arc::new([a.clone(), b.clone()]);
+    let mut tasks = Vec::new();
+    for worker in 0..12u64 {
+        let (client, bases) = (client.clone(), bases.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for n in 0..15u64 {
+                let i = worker * 100 + n;
+                let base = &bases[usize::try_from(i % 2).unwrap_or(0)];
+                out.push(ask(&client, base, key, i).await);
+            }
+            out
+        }));
+    }
+    let (mut ok, mut refused, mut overshooting_admitted) = (0u64, 0u64, 0u64);
+    for t in tasks {
+        for (status, overshoots, text) in t.await.expect("task") {
+            match status {
+                200 => {
+                    ok += 1;
+                    overshooting_admitted += u64::from(overshoots);
+                }
+                429 => {
+                    refused += 1;
+                    let body: Value = serde_json::from_str(&text).expect("json");
+                    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                }
+                other => panic!("unexpected {other}: {text}"),
+            }
+        }
+    }
+    assert!(ok > 0, "nothing was admitted");
+    assert!(
+        refused > 0,
+        "the budget never ran out: the test is too small"
+    );
+    // Leases expire and come back; then both replicas refuse once what is left cannot cover a request.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for base in [&a, &b] {
+        let mut last = 0;
+        for i in 0..60 {
+            let (status, overshoots, _) = ask(&client, base, key, 10_000 + i).await;
+            last = status;
+            if status == 429 {
+                break;
+            }
+            ok += 1;
+            overshooting_admitted += u64::from(overshoots);
+        }
+        assert_eq!(last, 429, "{base} never refused");
+    }
+    // Every answered request's row is in ClickHouse; their spend is within the bound.
+    p.wait_rows(ok + refused, Duration::from_secs(30)).await;
+    let spent = ch_u64(&format!(
+        "SELECT toUInt64(sum(reporting_cost_nanos)) FROM {} WHERE tenant = 'acme'",
+        p.table("usage_events")
+    ))
+    .await;
+    let bound = overshooting_admitted * OVERSHOOT * OUTPUT_NANOS_PER_TOKEN;
+    assert!(
+        spent <= LIMIT + bound,
+        "spent {spent} > limit {LIMIT} + bound {bound} (two replicas)"
+    );
+    assert!(spent > LIMIT / 2, "budget barely used: {spent}");
+    Pipeline::terminate(&mut replica);
+    p.cleanup().await;
+}
