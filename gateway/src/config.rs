@@ -5,6 +5,7 @@
 //! collected with its path and reported at once; secret values never appear in a message.
 
 mod budgets;
+mod cloud;
 mod interpolate;
 mod keys;
 mod models;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::rate_limit::Limits;
+pub use cloud::{AwsSettings, AzureApi, AzureAuth, AzureSettings};
 pub use interpolate::{interpolate, Env, ProcessEnv};
 pub use secret::Secret;
 
@@ -136,6 +138,10 @@ pub struct ProviderConfig {
     pub tags: Tags,
     /// Limits of each API key of this provider.
     pub key_limits: Limits,
+    /// Kind `azure`: which API and how the key is sent.
+    pub azure: Option<AzureSettings>,
+    /// Kind `bedrock`: region and SigV4 credentials.
+    pub aws: Option<AwsSettings>,
 }
 
 /// Routing labels: name → value.

@@ -56,6 +56,16 @@ ANTHROPIC_MODELS = {
     "claude-429": "claude-sonnet-4-5?status=429&retry_after=0",
 }
 
+# Public model -> Azure deployment (the mock's Azure dialect; dated API version: deployment URLs).
+AZURE_MODELS = {"azure-gpt-4o": "gpt-4o"}
+
+# Public model -> Bedrock model id (the mock's Bedrock dialect, which verifies SigV4 itself).
+BEDROCK_MODELS = {"bedrock-sonnet": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
+# The mock's test credentials (tollgate_tests::mock_upstream::bedrock), not real ones.
+BEDROCK_ACCESS_KEY_ID = "AKIDMOCKBEDROCK"
+BEDROCK_SECRET_ACCESS_KEY = "mock/bedrock+secret/KEY0123456789abcdefghi"
+BEDROCK_REGION = "us-east-1"
+
 # Key -> (key_id in the config, tenant, team), as the usage rows must show.
 KEY_IDENTITY = {
     FULL_KEY: ("full", "acme", "search"),
@@ -180,6 +190,24 @@ def _config(listen: str, db: Path, mock_port: int) -> str:
     ]
     for public, upstream in ANTHROPIC_MODELS.items():
         lines += [f'[models."{public}"]', f'deployments = [{{ provider = "claude", model = "{upstream}" }}]']
+    lines += [
+        "[providers.azure]",
+        'kind = "azure"',
+        f'base_url = "http://127.0.0.1:{mock_port}/azure"',
+        'api_keys = ["azure-test-key"]',
+        'azure = { api_version = "2024-10-21" }',
+    ]
+    for public, upstream in AZURE_MODELS.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "azure", model = "{upstream}" }}]']
+    lines += [
+        "[providers.bedrock]",
+        'kind = "bedrock"',
+        f'base_url = "http://127.0.0.1:{mock_port}/bedrock"',
+        f'aws = {{ region = "{BEDROCK_REGION}", access_key_id = "{BEDROCK_ACCESS_KEY_ID}", '
+        f'secret_access_key = "{BEDROCK_SECRET_ACCESS_KEY}" }}',
+    ]
+    for public, upstream in BEDROCK_MODELS.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "bedrock", model = "{upstream}" }}]']
     full_id, full_tenant, full_team = KEY_IDENTITY[FULL_KEY]
     lim_id, lim_tenant, lim_team = KEY_IDENTITY[LIMITED_KEY]
     lines += [

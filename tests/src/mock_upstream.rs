@@ -4,7 +4,8 @@
 //! (OpenAI: stream usage only with `stream_options.include_usage`), `/moonshot/v1/…` (usage inside
 //! `choices[0]` of the last chunk, top-level `cached_tokens`), `/modelarts/v1/…` (cumulative usage in every
 //! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked), and `/anthropic/v1/messages` (the
-//! Anthropic Messages API, see [`anthropic`]).
+//! Anthropic Messages API, see [`anthropic`]), `/azure/openai/…` (Azure OpenAI, see [`azure`]) and
+//! `/bedrock/model/{id}/converse[-stream]` (Bedrock Converse with SigV4 verification, see [`bedrock`]).
 //!
 //! **Directives** script one request. They are read from the upstream `model` (`gpt?status=429&retry_after=2`)
 //! and from a `[mock:k=v&k=v]` tag anywhere in the messages (so a test can script a request through the
@@ -14,6 +15,8 @@
 //! [`MockUpstream::requests`], and over HTTP at `GET /__mock/requests` (`DELETE` clears).
 
 pub mod anthropic;
+mod azure;
+pub mod bedrock;
 mod directives;
 mod reply;
 
@@ -102,7 +105,9 @@ impl MockState {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
+            .or_else(|| bedrock::access_key_id(headers));
         if bearer != Some(key.as_str()) {
             return false;
         }
@@ -152,6 +157,18 @@ impl MockUpstream {
         format!("http://{}/{}/v1", self.addr, dialect.prefix())
     }
 
+    /// Base URL for an `azure`-kind provider (the resource endpoint).
+    #[must_use]
+    pub fn azure_url(&self) -> String {
+        format!("http://{}/azure", self.addr)
+    }
+
+    /// Base URL for a `bedrock`-kind provider.
+    #[must_use]
+    pub fn bedrock_url(&self) -> String {
+        format!("http://{}/bedrock", self.addr)
+    }
+
     /// Everything received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -191,6 +208,12 @@ fn router(state: MockState) -> Router {
             "/{dialect}/v1/messages",
             post(|s, Path(d): Path<String>, h, b| messages(s, d, h, b)),
         )
+        .route(
+            "/azure/openai/deployments/{deployment}/{*operation}",
+            post(azure::deployment),
+        )
+        .route("/azure/openai/v1/{*operation}", post(azure::v1))
+        .route("/bedrock/model/{model}/{operation}", post(bedrock::handle))
         .route(
             "/__mock/requests",
             get(list_requests).delete(clear_requests),

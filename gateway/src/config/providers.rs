@@ -20,7 +20,16 @@ impl Validator<'_> {
             );
             return None;
         };
-        let base_url = match raw.base_url.as_deref().or(kind.default_base_url()) {
+        let mut keys: Vec<String> = raw.api_keys.unwrap_or_default();
+        keys.extend(raw.api_key);
+        let azure = self.azure(path, kind, raw.azure);
+        let aws = self.aws(path, kind, raw.aws, !keys.is_empty());
+        let cloud_failed = (kind == ProviderKind::Azure && azure.is_none())
+            || (kind == ProviderKind::Bedrock && aws.is_none());
+        let derived = aws.as_ref().map(super::AwsSettings::default_base_url);
+        let default_url = derived.as_deref().or(kind.default_base_url());
+        let base_url = match raw.base_url.as_deref().or(default_url) {
+            None if cloud_failed => None,
             None => {
                 self.issue(
                     &format!("{path}.base_url"),
@@ -39,8 +48,6 @@ impl Validator<'_> {
                 }
             },
         };
-        let mut keys: Vec<String> = raw.api_keys.unwrap_or_default();
-        keys.extend(raw.api_key);
         if keys.iter().any(String::is_empty) {
             self.issue(&format!("{path}.api_keys"), "an API key is empty");
         }
@@ -71,6 +78,9 @@ impl Validator<'_> {
                 )
                 .unwrap_or(defaults.stream_idle),
         };
+        if cloud_failed {
+            return None;
+        }
         Some(ProviderConfig {
             name,
             kind,
@@ -83,6 +93,8 @@ impl Validator<'_> {
             timeouts,
             tags: raw.tags.unwrap_or_default(),
             key_limits: self.limits(&format!("{path}.key_limits"), raw.key_limits),
+            azure,
+            aws,
         })
     }
 }

@@ -38,6 +38,10 @@ pub struct RawProvider {
     pub tags: Option<BTreeMap<String, String>>,
     /// Limits of each of this provider's API keys (the provider's own quota).
     pub key_limits: Option<Limits>,
+    /// Azure OpenAI addressing (kind `azure`).
+    pub azure: Option<super::cloud::RawAzure>,
+    /// AWS region and credentials (kind `bedrock`).
+    pub aws: Option<super::cloud::RawAws>,
 }
 
 #[derive(Debug, Deserialize)]

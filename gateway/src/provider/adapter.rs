@@ -6,7 +6,7 @@
 //!
 //! | step | OpenAI-wire kinds | adapter kinds |
 //! |---|---|---|
-//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`], [`Adapter::auth_header`], [`Adapter::fixed_headers`] |
+//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`] (or a per-model URL built by the provider: Bedrock), [`Adapter::auth_header`], [`Adapter::fixed_headers`]; SigV4 is signed over the final URL and body in [`super::Provider::post`] |
 //! | request body | client bytes (rewritten only for quirks) | [`Adapter::chat_request`] (or [`Adapter::native_request`]) |
 //! | plain answer | passed through | [`Adapter::chat_response`] → `chat.completion` JSON |
 //! | stream | passed through | [`StreamTranslator`] fed every read → `chat.completion.chunk` SSE, `[DONE]` |
@@ -67,10 +67,11 @@ pub trait Adapter: Sync {
     ///
     /// # Errors
     /// A description of what is wrong with the body (the caller makes it an upstream failure).
-    fn chat_response(&self, body: &[u8]) -> Result<Bytes, String>;
+    /// `upstream_model` is what the request named (for answers that do not say which model ran).
+    fn chat_response(&self, body: &[u8], upstream_model: &str) -> Result<Bytes, String>;
 
-    /// A fresh translator for one streamed answer.
-    fn stream_translator(&self) -> Box<dyn StreamTranslator>;
+    /// A fresh translator for one streamed answer from `upstream_model`.
+    fn stream_translator(&self, upstream_model: &str) -> Box<dyn StreamTranslator>;
 
     /// A non-2xx upstream answer → the gateway's error, with its retryability.
     fn classify_error(
@@ -82,7 +83,7 @@ pub trait Adapter: Sync {
     ) -> GatewayError;
 }
 
-/// Turns one upstream stream into OpenAI SSE, read by read. Each call returns the complete
+/// Turns one upstream stream (SSE, or a binary framing such as AWS event-stream) into OpenAI SSE, read by read. Each call returns the complete
 /// `data: …\n\n` events the read finished (possibly none); events split across reads are kept until whole.
 /// The translator emits `data: [DONE]` when the upstream says it is done, and only then: a stream cut short
 /// stays visibly truncated to the relay. Usage goes out as a `choices: []` chunk with an OpenAI `usage`

@@ -24,6 +24,11 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic Messages API (not OpenAI wire: translated by [`super::anthropic`]).
     Anthropic,
+    /// Azure OpenAI: OpenAI wire, Azure addressing and `api-key` auth ([`super::azure`]).
+    Azure,
+    /// AWS Bedrock Converse / ConverseStream (not OpenAI wire: translated by [`super::bedrock`], SigV4 or a
+    /// Bedrock API key).
+    Bedrock,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -36,7 +41,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 14] = [
+    pub const ALL: [ProviderKind; 16] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -51,6 +56,8 @@ impl ProviderKind {
         Self::LlamaCpp,
         Self::OpenAiCompatible,
         Self::Anthropic,
+        Self::Azure,
+        Self::Bedrock,
     ];
 
     /// The name used in config files and on usage events.
@@ -71,6 +78,8 @@ impl ProviderKind {
             Self::LlamaCpp => "llamacpp",
             Self::OpenAiCompatible => "openai-compatible",
             Self::Anthropic => "anthropic",
+            Self::Azure => "azure",
+            Self::Bedrock => "bedrock",
         }
     }
 
@@ -97,16 +106,18 @@ impl ProviderKind {
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
             // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
             Self::Anthropic => "https://api.anthropic.com",
-            Self::OpenAiCompatible => return None,
+            // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs).
+            Self::OpenAiCompatible | Self::Azure | Self::Bedrock => return None,
         })
     }
 
     /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
+    /// Bedrock takes either API keys or AWS credentials (checked in `config/cloud.rs`).
     #[must_use]
     pub fn requires_api_key(self) -> bool {
         !matches!(
             self,
-            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible
+            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible | Self::Bedrock
         )
     }
 
@@ -114,7 +125,8 @@ impl ProviderKind {
     pub fn max_tokens_field(self) -> MaxTokensField {
         match self {
             // OpenAI and vLLM take both; a generic compatible server gets the request as the client wrote it.
-            Self::OpenAi | Self::Vllm | Self::LlamaCpp | Self::OpenAiCompatible => {
+            // Azure takes `max_completion_tokens` from api-version 2024-09-01-preview on.
+            Self::OpenAi | Self::Vllm | Self::LlamaCpp | Self::OpenAiCompatible | Self::Azure => {
                 MaxTokensField::AsSent
             }
             // Ollama's /v1 request struct has only max_tokens; the hosted ones document only max_tokens.
@@ -127,7 +139,8 @@ impl ProviderKind {
             | Self::Zhipu
             | Self::SophNet
             | Self::Ollama
-            | Self::Anthropic => MaxTokensField::MaxTokens,
+            | Self::Anthropic
+            | Self::Bedrock => MaxTokensField::MaxTokens,
         }
     }
 
@@ -135,7 +148,7 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu | Self::Anthropic)
+        !matches!(self, Self::Zhipu | Self::Anthropic | Self::Bedrock)
     }
 
     /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
@@ -144,6 +157,7 @@ impl ProviderKind {
     pub fn adapter(self) -> Option<&'static dyn Adapter> {
         match self {
             Self::Anthropic => Some(&super::anthropic::Anthropic),
+            Self::Bedrock => Some(&super::bedrock::Bedrock),
             _ => None,
         }
     }
@@ -158,7 +172,12 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(ProviderKind::from_name(kind.name()), Some(kind));
         }
-        assert_eq!(ProviderKind::from_name("bedrock"), None);
+        assert_eq!(ProviderKind::from_name("vertex-x"), None);
+        assert!(ProviderKind::Bedrock.adapter().is_some());
+        assert!(
+            ProviderKind::Azure.adapter().is_none(),
+            "Azure is OpenAI wire"
+        );
         assert!(ProviderKind::Anthropic.adapter().is_some());
         assert!(ProviderKind::OpenAi.adapter().is_none());
     }
@@ -168,7 +187,10 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(
                 kind.default_base_url().is_none(),
-                kind == ProviderKind::OpenAiCompatible
+                matches!(
+                    kind,
+                    ProviderKind::OpenAiCompatible | ProviderKind::Azure | ProviderKind::Bedrock
+                )
             );
         }
     }

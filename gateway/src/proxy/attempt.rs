@@ -76,14 +76,13 @@ pub async fn attempt(
         hint: None,
         cut_by_deadline: by_deadline,
     };
-    let response =
-        match tokio::time::timeout_at(until, provider.post(endpoint, body, candidate.key).send())
-            .await
-        {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
-            Ok(Ok(r)) => r,
-        };
+    let upstream_model = candidate.deployment.upstream_model.as_str();
+    let request = provider.post(endpoint, body, candidate.key, upstream_model, stream)?;
+    let response = match tokio::time::timeout_at(until, request.send()).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+        Ok(Ok(r)) => r,
+    };
     let status = response.status();
     let headers = response.headers().clone();
     if !status.is_success() {
@@ -115,7 +114,9 @@ pub async fn attempt(
             Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Some(Ok(first))) => {
                 let (first, rest) = match provider.kind.adapter() {
-                    Some(adapter) => translated(adapter.stream_translator(), first, rest),
+                    Some(adapter) => {
+                        translated(adapter.stream_translator(upstream_model), first, rest)
+                    }
                     None => (first, rest),
                 };
                 Ok(Attempted {
@@ -131,13 +132,15 @@ pub async fn attempt(
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
         Ok(Ok(body)) => {
             let body = match provider.kind.adapter() {
-                Some(adapter) => adapter.chat_response(&body).map_err(|message| {
-                    GatewayError::UpstreamFailed {
-                        provider: provider.name.clone(),
-                        status: Some(200),
-                        message,
-                    }
-                })?,
+                Some(adapter) => {
+                    adapter
+                        .chat_response(&body, upstream_model)
+                        .map_err(|message| GatewayError::UpstreamFailed {
+                            provider: provider.name.clone(),
+                            status: Some(200),
+                            message,
+                        })?
+                }
                 None => body,
             };
             Ok(Attempted {

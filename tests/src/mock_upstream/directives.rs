@@ -18,8 +18,9 @@ use serde_json::Value;
 /// | `error_after=N` | send an in-stream `{"error":…}` event after `N` chunks, then `[DONE]` |
 /// | `prompt_tokens=N`, `completion_tokens=N`, `cached_tokens=N`, `reasoning_tokens=N` | reported usage |
 /// | `cache_write_tokens=N` | cache writes (Anthropic dialect: `cache_creation_input_tokens`) |
+/// | `finish=REASON` | the finish reason of the answer (Azure / Bedrock dialects: `content_filter`, `guardrail_intervened`, …) |
 /// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`) |
-/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`) |
+/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`, `api-key: KEY`, a SigV4 access key id `KEY`) |
 /// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
@@ -40,6 +41,7 @@ pub struct Directives {
     pub reasoning_tokens: Option<u64>,
     pub cache_write_tokens: Option<u64>,
     pub fixture: Option<String>,
+    pub finish: Option<String>,
     pub only_key: Option<String>,
     pub every: Option<u64>,
 }
@@ -97,6 +99,7 @@ impl Directives {
                 "reasoning_tokens" => self.reasoning_tokens = num,
                 "cache_write_tokens" => self.cache_write_tokens = num,
                 "fixture" => self.fixture = Some(v.into()),
+                "finish" => self.finish = Some(v.into()),
                 "only_key" => self.only_key = Some(v.into()),
                 "every" => self.every = num.filter(|n| *n > 0),
                 _ => {}

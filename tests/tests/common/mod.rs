@@ -150,7 +150,9 @@ impl Harness {
         let store = dir.path().join("usage.db");
         let extra = extra
             .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
-            .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic));
+            .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic))
+            .replace("{mock_azure}", &mock.azure_url())
+            .replace("{mock_bedrock}", &mock.bedrock_url());
         let text = format!(
             "{}\n",
             base_config(&mock, &extra).replace(

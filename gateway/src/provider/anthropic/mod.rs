@@ -76,11 +76,11 @@ impl Adapter for Anthropic {
             .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
     }
 
-    fn chat_response(&self, body: &[u8]) -> Result<Bytes, String> {
+    fn chat_response(&self, body: &[u8], _upstream_model: &str) -> Result<Bytes, String> {
         response::to_openai(body)
     }
 
-    fn stream_translator(&self) -> Box<dyn StreamTranslator> {
+    fn stream_translator(&self, _upstream_model: &str) -> Box<dyn StreamTranslator> {
         Box::new(stream::AnthropicStream::default())
     }
 
