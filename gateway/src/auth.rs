@@ -90,6 +90,7 @@ struct Issued {
     principal: Arc<Principal>,
     /// The key's own required tags (its principal's also hold its tenant's).
     own_tags: crate::config::Tags,
+    limits: tollgate_schemas::control::KeyLimits,
 }
 
 /// One key as the admin API lists it (never the key or its full digest).
@@ -163,6 +164,7 @@ impl KeyStore {
         hash: KeyHash,
         models: AllowedModels,
         require_tags: &crate::config::Tags,
+        limits: tollgate_schemas::control::KeyLimits,
     ) {
         if self.is_configured(key_id) {
             return;
@@ -175,6 +177,7 @@ impl KeyStore {
                 hash,
                 principal: Arc::new(p),
                 own_tags: require_tags.clone(),
+                limits,
             },
         );
         self.rebuild(&issued);
@@ -185,6 +188,13 @@ impl KeyStore {
     pub fn principal_of(&self, key_id: &str) -> Option<Arc<Principal>> {
         let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
         issued.get(key_id).map(|i| i.principal.clone())
+    }
+
+    /// An issued key's rate limits.
+    #[must_use]
+    pub fn limits_of(&self, key_id: &str) -> Option<tollgate_schemas::control::KeyLimits> {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.get(key_id).map(|i| i.limits)
     }
 
     /// An issued key's own required tags (without its tenant's).

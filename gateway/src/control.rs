@@ -97,13 +97,14 @@ impl ControlLog {
         change: ControlChange,
         keys: &KeyStore,
         budgets: &Budgets,
+        limits: &crate::rate_limit::RateLimiter,
         recovered: RecoveredSpend,
     ) -> Result<(), GatewayError> {
         let event = ControlEvent::new(change, now_ms());
         match self {
             Self::Embedded(log) => {
                 log.append(&event)?;
-                apply(&event, keys, budgets, recovered);
+                apply(&event, keys, budgets, limits, recovered);
                 Ok(())
             }
             Self::Kafka(log) => log.commit(&event).await,
@@ -112,7 +113,13 @@ impl ControlLog {
 }
 
 /// Applies one event to the projections. Idempotent: applying an event twice leaves the same state.
-pub fn apply(event: &ControlEvent, keys: &KeyStore, budgets: &Budgets, recovered: RecoveredSpend) {
+pub fn apply(
+    event: &ControlEvent,
+    keys: &KeyStore,
+    budgets: &Budgets,
+    limits: &crate::rate_limit::RateLimiter,
+    recovered: RecoveredSpend,
+) {
     match &event.change {
         ControlChange::KeyIssued {
             key_id,
@@ -121,6 +128,7 @@ pub fn apply(event: &ControlEvent, keys: &KeyStore, budgets: &Budgets, recovered
             sha256,
             models,
             require_tags,
+            limits: key_limits,
         } => {
             let Some(hash) = KeyHash::from_hex(sha256) else {
                 tracing::error!(target: "tollgate::control", key_id = %key_id, "key event with a bad digest skipped");
@@ -133,10 +141,23 @@ pub fn apply(event: &ControlEvent, keys: &KeyStore, budgets: &Budgets, recovered
                 hash,
                 allowed_models(models),
                 require_tags,
+                *key_limits,
             );
+            if !keys.is_configured(key_id) {
+                limits.set_key(
+                    key_id,
+                    crate::rate_limit::Limits {
+                        rpm: key_limits.rpm,
+                        tpm: key_limits.tpm,
+                        max_in_flight: key_limits.max_in_flight,
+                    },
+                );
+            }
         }
         ControlChange::KeyRevoked { key_id } => {
-            keys.revoke(key_id);
+            if keys.revoke(key_id) {
+                limits.set_key(key_id, crate::rate_limit::Limits::default());
+            }
         }
         ControlChange::BudgetSet { .. } => match budget_spec(&event.change) {
             Some(spec) => budgets.set(spec, recovered),

@@ -128,7 +128,13 @@ impl Gateway {
             }
             (None, control::ControlLog::Embedded(log)) => {
                 for event in log.replay()? {
-                    control::apply(&event, &state.keys, &state.budgets, Default::default());
+                    control::apply(
+                        &event,
+                        &state.keys,
+                        &state.budgets,
+                        &state.limits,
+                        Default::default(),
+                    );
                 }
             }
             (None, control::ControlLog::Kafka(_)) => {}

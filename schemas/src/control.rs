@@ -41,6 +41,9 @@ pub enum ControlChange {
         models: Vec<String>,
         #[serde(default)]
         require_tags: BTreeMap<String, String>,
+        /// The key's rate limits (absent: none).
+        #[serde(default)]
+        limits: KeyLimits,
     },
     /// A virtual key stops working.
     KeyRevoked { key_id: String },
@@ -60,6 +63,20 @@ pub enum ControlChange {
     },
     /// A budget was removed.
     BudgetDeleted { budget_id: String },
+}
+
+/// A virtual key's rate limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
+    /// Requests at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 impl ControlChange {

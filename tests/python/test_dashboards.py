@@ -10,8 +10,8 @@ same raw rows are then inserted into an embedded current ClickHouse (`chdb-core`
 Each query must return at least one row with a non-zero number in it (the traffic is shaped so every panel has
 something to show), the "All" and the "every value ticked" variable selections must agree, both engines must
 return as many rows, and the spend panels must add up to `sum(reporting_cost_nanos)` of the raw rows plus the
-re-pricing corrections, to the nano-unit. Rows that no component writes yet (`budgets`, `cost_corrections`) are
-inserted by the fixture, as the control plane and `tollgate reprice` would write them.
+re-pricing corrections, to the nano-unit. Budgets are set through the admin API and reach `budgets` through the
+control topic and tollgate-metering; one known `cost_corrections` row is inserted directly.
 
 Grafana expansion is reproduced by `expand()` below, in the plugin's order: `$__conditionalAll(...)` (frontend),
 template variables, then the backend macros of grafana-clickhouse-datasource 4.x. Supported:
@@ -237,8 +237,14 @@ listen = "127.0.0.1:{port}"
 [kafka]
 brokers = "{BROKERS}"
 topic = "{topic}"
+control_topic = "{topic}.control"
+budget_requests_topic = "{topic}.budget.requests"
+budget_decisions_topic = "{topic}.budget.decisions"
 spool_dir = "{spool}"
 message_timeout_ms = 2000
+
+[admin]
+sha256 = "{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}"
 
 [pricing.rates]
 CNY = "0.14"
@@ -345,34 +351,44 @@ def _traffic(base: str) -> int:
     return sent
 
 
-def _insert_budgets(database: str) -> None:
-    # The control plane that writes `budgets` (BudgetSet / BudgetDeleted events through tollgate-metering) is
-    # being built concurrently; until it lands, the rows are inserted here directly, as it would write them.
-    # Two versions of one budget (the panel must show the latest), one per subject kind the traffic spends on,
-    # and a deleted budget that must not show.
-    # (budget_id, tenant, subject_kind, subject, period, limit_nanos, hard, deleted, version)
-    rows = [
-        ("b-acme-monthly", "acme", "tenant", "acme", "monthly", 2_000_000_000, 0, 0, 1),
-        ("b-acme-monthly", "acme", "tenant", "acme", "monthly", 1_000_000_000, 0, 0, 2),
-        ("b-search-daily", "acme", "team", "search", "daily", 50_000_000, 1, 0, 1),
-        ("b-globex-key-weekly", "globex", "key", "globex-platform", "weekly", 100_000_000, 0, 0, 1),
-        ("b-alice-total", "acme", "end_user", "alice@example.com", "total", 10_000_000, 0, 0, 1),
-        ("b-summarize-monthly", "acme", "tag", "feature=summarize", "monthly", 20_000_000, 0, 0, 1),
-        ("b-gone", "globex", "tenant", "globex", "daily", 1, 0, 0, 1),
-        ("b-gone", "globex", "tenant", "globex", "daily", 1, 0, 1, 2),
+ADMIN_KEY = "tg-dash-admin-key"
+
+
+def _set_budgets(base: str, database: str) -> None:
+    # Budgets go through the real control plane: the admin API appends control events to the control topic,
+    # and tollgate-metering projects them into `budgets`. Two versions of one budget (the panel must show the
+    # latest), one per subject kind the traffic spends on, and a deleted budget that must not show. All soft,
+    # so no lease owner is needed.
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    budgets = [
+        ("b-acme-monthly", "tenant:acme", "monthly", "2"),
+        ("b-acme-monthly", "tenant:acme", "monthly", "1"),
+        ("b-search-daily", "team:search", "daily", "0.05"),
+        ("b-globex-key-weekly", "key:globex-platform", "weekly", "0.1"),
+        ("b-alice-total", "end_user:alice@example.com", "total", "0.01"),
+        ("b-summarize-monthly", "tag:feature=summarize", "monthly", "0.02"),
+        ("b-gone", "tenant:globex", "daily", "0.000000001"),
     ]
-    values = ", ".join(
-        f"('{b}', '{t}', '{k}', '{s}', '{p}', 'UTC', {lim}, 'USD', {hard}, {deleted}, {ver})"
-        for b, t, k, s, p, lim, hard, deleted, ver in rows
-    )
-    ch(f"INSERT INTO {database}.budgets (budget_id, tenant, subject_kind, subject, period, timezone, limit_nanos, "
-       f"currency, hard, deleted, version) VALUES {values}")
+    for budget_id, subject, period, limit in budgets:
+        r = httpx.put(f"{base}/admin/budgets/{budget_id}", headers=headers, timeout=10,
+                      json={"subject": subject, "period": period, "limit": limit, "hard": False})
+        assert r.status_code == 200, r.text
+        time.sleep(0.01)  # distinct event times: the version is the event's millisecond
+    r = httpx.delete(f"{base}/admin/budgets/b-gone", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while True:
+        n = int(ch(f"SELECT count() FROM {database}.budgets").strip() or 0)
+        if n >= len(budgets) + 1:
+            break
+        assert time.monotonic() < deadline, f"{n} budget rows after 30 s"
+        time.sleep(0.2)
 
 
 def _insert_correction(database: str) -> None:
-    # `tollgate reprice` (which writes cost_corrections) is not built yet: one correction is inserted here the
-    # way it would be — a price cut of 1,000 nano-USD on one acme gpt-4o-mini request — so the corrections
-    # query has data and the spend checks below prove the aggregate includes corrections.
+    # One correction inserted the way `tollgate reprice` writes them (reprice itself is tested in
+    # tests/tests/reprice*.rs) — a price cut of 1,000 nano-USD on one acme gpt-4o-mini request — so the
+    # corrections query has data with a known delta and the spend checks prove the aggregate includes it.
     ch(f"INSERT INTO {database}.cost_corrections (correction_id, event_id, started_at, tenant, team, key_id, end_user, "
        "model, provider, currency, reporting_currency, old_price_version, new_price_version, delta_cost_nanos, "
        "delta_reporting_cost_nanos, created_at_ms) "
@@ -408,7 +424,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineData]
         consumer_log = open(tmp / "consumer.log", "w")
         consumer = subprocess.Popen(
             [str(metering_bin), "--brokers", BROKERS, "--topic", topic, "--group", f"tollgate-metering-dash-{run}",
-             "--dead-letter-topic", f"{topic}.dlq", "--clickhouse-url", CLICKHOUSE, "--database", database],
+             "--dead-letter-topic", f"{topic}.dlq", "--control-topic", f"{topic}.control",
+             "--clickhouse-url", CLICKHOUSE, "--database", database],
             stdout=subprocess.DEVNULL, stderr=consumer_log, env={**os.environ, "TOLLGATE_LOG": "info"}, text=True)
         procs.append((consumer, signal.SIGTERM))
 
@@ -445,7 +462,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineData]
                 f"{rows}/{sent} usage rows after 45 s\n{(tmp / 'consumer.log').read_text()[-3000:]}")
             time.sleep(0.2)
         assert rows == sent
-        _insert_budgets(database)
+        _set_budgets(base, database)
         _insert_correction(database)
         values = {
             var: ch(f"SELECT DISTINCT {col} FROM {database}.usage_events ORDER BY {col}").splitlines()

@@ -127,6 +127,44 @@ async fn keys_are_issued_rotated_and_revoked_and_a_restarted_gateway_replays_the
 }
 
 #[tokio::test]
+async fn an_issued_key_carries_its_rate_limits_across_rotation() {
+    let h = Harness::start_with(&admin_config()).await;
+    let base = h.url("");
+    let (status, issued) = admin(
+        &h,
+        reqwest::Method::POST,
+        "/admin/keys",
+        Some(json!({"key_id": "limited", "tenant": "t", "limits": {"rpm": 2}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    let key = issued["key"].as_str().unwrap().to_string();
+    assert_eq!(chat_as(&h, &base, &key).await, 200);
+    assert_eq!(chat_as(&h, &base, &key).await, 200);
+    assert_eq!(chat_as(&h, &base, &key).await, 429);
+    let (_, rotated) = admin(
+        &h,
+        reqwest::Method::POST,
+        "/admin/keys/limited/rotate",
+        None,
+    )
+    .await;
+    let key2 = rotated["key"].as_str().unwrap().to_string();
+    // The same limits, fresh buckets.
+    assert_eq!(chat_as(&h, &base, &key2).await, 200);
+    assert_eq!(chat_as(&h, &base, &key2).await, 200);
+    assert_eq!(chat_as(&h, &base, &key2).await, 429);
+    let (status, _) = admin(
+        &h,
+        reqwest::Method::POST,
+        "/admin/keys",
+        Some(json!({"key_id": "zero", "tenant": "t", "limits": {"tpm": 0}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn budgets_set_through_the_api_take_effect_and_can_be_removed() {
     let h = Harness::start_with(&admin_config()).await;
     let (status, b) = admin(

@@ -228,7 +228,13 @@ impl Tail {
                     .map(serde_json::from_slice::<ControlEvent>)
                 {
                     Some(Ok(event)) => {
-                        super::apply(&event, &state.keys, &state.budgets, Default::default());
+                        super::apply(
+                            &event,
+                            &state.keys,
+                            &state.budgets,
+                            &state.limits,
+                            Default::default(),
+                        );
                     }
                     // A tombstone (compaction) or an undecodable record: nothing to apply.
                     Some(Err(e)) => {

@@ -33,7 +33,8 @@ impl Gate {
 #[derive(Debug)]
 pub struct RateLimiter {
     gate: Arc<Gate>,
-    keys: HashMap<String, Arc<Subject>>,
+    /// Swapped whole when the admin API changes a key's limits.
+    keys: arc_swap::ArcSwap<HashMap<String, Arc<Subject>>>,
     teams: HashMap<String, Arc<Subject>>,
     models: HashMap<String, Arc<Subject>>,
 }
@@ -65,10 +66,25 @@ impl RateLimiter {
             };
         Self {
             gate: Arc::default(),
-            keys: build("key", keys),
+            keys: arc_swap::ArcSwap::from_pointee(build("key", keys)),
             teams: build("team", teams),
             models: build("model", models),
         }
+    }
+
+    /// Sets (or, with no limit set, removes) a key's limits — for keys issued through the admin API. A key
+    /// whose limits change starts with fresh buckets.
+    pub fn set_key(&self, key: &str, limits: Limits) {
+        let mut next = (**self.keys.load()).clone();
+        match Subject::new("key", key, limits) {
+            Some(subject) => {
+                next.insert(key.to_string(), Arc::new(subject));
+            }
+            None => {
+                next.remove(key);
+            }
+        }
+        self.keys.store(Arc::new(next));
     }
 
     /// Admits one request of about `estimated_tokens` (prompt estimate + max output tokens): one request and
@@ -85,15 +101,13 @@ impl RateLimiter {
         model: &str,
         estimated_tokens: u32,
     ) -> Result<Admission, RateLimited> {
-        let subjects: Vec<Arc<Subject>> = [
-            self.keys.get(key),
-            self.teams.get(team),
-            self.models.get(model),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+        let keys = self.keys.load();
+        let subjects: Vec<Arc<Subject>> =
+            [keys.get(key), self.teams.get(team), self.models.get(model)]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
         if subjects.is_empty() {
             return Ok(Admission::free());
         }

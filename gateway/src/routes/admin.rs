@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tollgate_schemas::control::ControlChange;
+use tollgate_schemas::control::{ControlChange, KeyLimits};
 use tollgate_schemas::price::{format_nanos, parse_decimal_nanos};
 
 use crate::auth::{generate_key, KeyHash};
@@ -69,6 +69,7 @@ struct NewKey {
     team: Option<String>,
     models: Option<Vec<String>>,
     require_tags: Option<BTreeMap<String, String>>,
+    limits: Option<KeyLimits>,
 }
 
 pub async fn create_key(
@@ -97,6 +98,12 @@ async fn create_key_inner(
         )));
     }
     let models = req.models.unwrap_or_else(|| vec!["*".into()]);
+    let limits = req.limits.unwrap_or_default();
+    if [limits.rpm, limits.tpm, limits.max_in_flight].contains(&Some(0)) {
+        return Err(bad(
+            "limits must be at least 1 (leave one out for no limit)",
+        ));
+    }
     for m in &models {
         if m != "*" && !state.router.contains(m) {
             return Err(bad(format!("no model named {m:?}")));
@@ -113,9 +120,11 @@ async fn create_key_inner(
                 sha256: hash.to_hex(),
                 models: models.clone(),
                 require_tags: req.require_tags.unwrap_or_default(),
+                limits,
             },
             &state.keys,
             &state.budgets,
+            &state.limits,
             RecoveredSpend::new(),
         )
         .await?;
@@ -197,9 +206,11 @@ async fn rotate_inner(
                 sha256: hash.to_hex(),
                 models,
                 require_tags: state.keys.own_tags_of(key_id).unwrap_or_default(),
+                limits: state.keys.limits_of(key_id).unwrap_or_default(),
             },
             &state.keys,
             &state.budgets,
+            &state.limits,
             RecoveredSpend::new(),
         )
         .await?;
@@ -229,6 +240,7 @@ async fn revoke_inner(
             },
             &state.keys,
             &state.budgets,
+            &state.limits,
             RecoveredSpend::new(),
         )
         .await?;
@@ -313,6 +325,7 @@ async fn put_budget_inner(
             },
             &state.keys,
             &state.budgets,
+            &state.limits,
             recovered,
         )
         .await?;
@@ -408,6 +421,7 @@ async fn delete_budget_inner(
             },
             &state.keys,
             &state.budgets,
+            &state.limits,
             RecoveredSpend::new(),
         )
         .await?;
