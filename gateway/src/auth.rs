@@ -93,6 +93,18 @@ struct Issued {
     limits: tollgate_schemas::control::KeyLimits,
 }
 
+/// A key issued through the admin API, as its control event describes it.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub key_id: &'a str,
+    pub tenant: &'a str,
+    pub team: &'a str,
+    pub hash: KeyHash,
+    pub models: AllowedModels,
+    pub require_tags: &'a crate::config::Tags,
+    pub limits: tollgate_schemas::control::KeyLimits,
+}
+
 /// One key as the admin API lists it (never the key or its full digest).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyInfo {
@@ -156,28 +168,26 @@ impl KeyStore {
     }
 
     /// Adds or replaces (rotation) an issued key.
-    pub fn issue(
-        &self,
-        key_id: &str,
-        tenant: &str,
-        team: &str,
-        hash: KeyHash,
-        models: AllowedModels,
-        require_tags: &crate::config::Tags,
-        limits: tollgate_schemas::control::KeyLimits,
-    ) {
-        if self.is_configured(key_id) {
+    pub fn issue(&self, key: &NewKey<'_>) {
+        if self.is_configured(key.key_id) {
             return;
         }
-        let p = principal(&self.tenants, key_id, tenant, team, models, require_tags);
+        let p = principal(
+            &self.tenants,
+            key.key_id,
+            key.tenant,
+            key.team,
+            key.models.clone(),
+            key.require_tags,
+        );
         let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
         issued.insert(
-            key_id.to_string(),
+            key.key_id.to_string(),
             Issued {
-                hash,
+                hash: key.hash,
                 principal: Arc::new(p),
-                own_tags: require_tags.clone(),
-                limits,
+                own_tags: key.require_tags.clone(),
+                limits: key.limits,
             },
         );
         self.rebuild(&issued);

@@ -134,15 +134,15 @@ pub fn apply(
                 tracing::error!(target: "tollgate::control", key_id = %key_id, "key event with a bad digest skipped");
                 return;
             };
-            keys.issue(
+            keys.issue(&crate::auth::NewKey {
                 key_id,
                 tenant,
                 team,
                 hash,
-                allowed_models(models),
+                models: allowed_models(models),
                 require_tags,
-                *key_limits,
-            );
+                limits: *key_limits,
+            });
             if !keys.is_configured(key_id) {
                 limits.set_key(
                     key_id,

@@ -139,7 +139,7 @@ impl RateLimiter {
 
     #[cfg(test)]
     pub(super) fn limited_subjects(&self) -> usize {
-        self.keys.len() + self.teams.len() + self.models.len()
+        self.keys.load().len() + self.teams.len() + self.models.len()
     }
 }
 
