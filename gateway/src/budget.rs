@@ -67,7 +67,8 @@ impl Subject {
     }
 
     /// The subject value this request is charged under, or `None` when the budget does not apply to it.
-    fn applies_to(&self, who: &Charged<'_>) -> Option<String> {
+    #[must_use]
+    pub fn applies_to(&self, who: &Charged<'_>) -> Option<String> {
         match self {
             Self::Tenant(t) => (t == who.tenant).then(|| t.clone()),
             Self::Team(t) => (t == who.team).then(|| t.clone()),

@@ -43,11 +43,15 @@ impl AppState {
         control: crate::control::ControlLog,
         leases: Option<Arc<crate::budget::lease::LeaseClient>>,
     ) -> Result<Self, GatewayError> {
-        let alerts = config
-            .budgets
-            .webhook
-            .clone()
-            .map(crate::budget::alerts::start);
+        // With Kafka the budget owner (metering-consumer) sends alerts for the whole cluster.
+        let alerts = match &config.kafka {
+            Some(_) => None,
+            None => config
+                .budgets
+                .webhook
+                .clone()
+                .map(crate::budget::alerts::start),
+        };
         let metrics = Arc::new(Metrics::new(
             config.models.iter().map(|m| m.name.as_str()),
             sink.stats_handle(),

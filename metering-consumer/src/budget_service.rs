@@ -19,11 +19,19 @@ use uuid::Uuid;
 use crate::error::MeteringError;
 use crate::lease_owner::{OwnedBudget, Owner, Step};
 
-/// Spend of one stored usage row, for the owner.
+/// One stored usage row, for the owner: its leases, cost and attribution.
 #[derive(Debug, Clone)]
 pub struct Spent {
     pub leases: Vec<Uuid>,
     pub reporting_cost: u64,
+    pub tenant: String,
+    pub team: String,
+    pub key_id: String,
+    pub end_user: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub started_at_ms: i64,
+    /// When the consumer inserted it (rows inserted earlier are in a spend baseline).
+    pub inserted_at_ms: u64,
 }
 
 /// The owner's settings.
@@ -36,6 +44,10 @@ pub struct OwnerSettings {
     pub database: String,
     pub lease_ttl: Duration,
     pub grace: Duration,
+    /// Threshold alerts for the whole cluster (gateways with Kafka send none themselves).
+    pub alerts: Option<tollgate_gateway::budget::alerts::WebhookConfig>,
+    /// The time zone budget periods are aligned to (the gateways' `[budget_settings] timezone`).
+    pub timezone: chrono_tz::Tz,
 }
 
 fn now_ms() -> i64 {
@@ -81,6 +93,7 @@ async fn baseline(
     kind: &str,
     scope: &LeaseScope,
     window_end_ms: i64,
+    inserted_before_ms: Option<u64>,
 ) -> Result<u64, clickhouse::error::Error> {
     let subject = match kind {
         "tenant" => format!("tenant = {}", literal(&scope.subject)),
@@ -101,9 +114,12 @@ async fn baseline(
     };
     let sql = format!(
         "SELECT toUInt64(greatest(sum(reporting_cost_nanos), 0)) FROM {database}.usage_events \
-         WHERE started_at_ms >= {start} AND started_at_ms < {end} AND {subject}",
+         WHERE started_at_ms >= {start} AND started_at_ms < {end} AND {subject}{inserted}",
         start = scope.window_start_ms.max(0),
         end = window_end_ms.max(0),
+        inserted = inserted_before_ms
+            .map(|t| format!(" AND inserted_at_ms < {t}"))
+            .unwrap_or_default(),
     );
     client.query(&sql).fetch_one::<u64>().await
 }
@@ -132,10 +148,19 @@ pub async fn run(
         "budget owner started; grants open after the lease TTL + grace"
     );
     let mut owner = Owner::default();
+    let alerts = settings
+        .alerts
+        .clone()
+        .map(tollgate_gateway::budget::alerts::start);
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
-            Some(s) = spent.recv() => owner.observed(&s.leases, s.reporting_cost),
+            Some(s) = spent.recv() => {
+                owner.observed(&s.leases, s.reporting_cost);
+                if let Some(sender) = &alerts {
+                    alert_on(&mut owner, &s, &settings, &client, sender).await;
+                }
+            }
             m = control.recv() => {
                 if let Ok(m) = m {
                     if let Some(Ok(event)) = m.payload().map(serde_json::from_slice::<ControlEvent>) {
@@ -151,6 +176,9 @@ pub async fn run(
                 // Take in every stored row first, so a lease's spend is as current as it can be.
                 while let Ok(s) = spent.try_recv() {
                     owner.observed(&s.leases, s.reporting_cost);
+                    if let Some(sender) = &alerts {
+                        alert_on(&mut owner, &s, &settings, &client, sender).await;
+                    }
                 }
                 let expires = now_ms()
                     + i64::try_from(settings.lease_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -170,7 +198,7 @@ pub async fn run(
                         LeaseMessage::Returned { .. } => i64::MAX,
                     };
                     let kind = owner.budget(&scope.budget_id).map(|b| b.subject_kind.clone()).unwrap_or_default();
-                    match baseline(&client, &settings.database, &kind, scope, window_end).await {
+                    match baseline(&client, &settings.database, &kind, scope, window_end, None).await {
                         Ok(sum) => {
                             owner.set_baseline(scope.clone(), sum);
                             step = owner.handle(&message, expires);
@@ -189,20 +217,86 @@ pub async fn run(
     }
 }
 
+/// Counts a stored row toward every alerting budget it falls under, sending the thresholds it crossed. A scope
+/// seen for the first time starts from ClickHouse's sum of rows inserted before this one.
+async fn alert_on(
+    owner: &mut Owner,
+    s: &Spent,
+    settings: &OwnerSettings,
+    client: &clickhouse::Client,
+    sender: &tollgate_gateway::budget::alerts::AlertSender,
+) {
+    let row = crate::lease_owner::StoredSpend {
+        tenant: &s.tenant,
+        team: &s.team,
+        key_id: &s.key_id,
+        end_user: s.end_user.as_deref(),
+        tags: &s.tags,
+        started_at_ms: s.started_at_ms,
+        reporting_cost: s.reporting_cost,
+    };
+    for scope in owner.alert_scopes(&row, settings.timezone) {
+        if !owner.tracks_spend(&scope) {
+            let Some(b) = owner.budget(&scope.budget_id).cloned() else {
+                continue;
+            };
+            let end = b
+                .period
+                .map_or(i64::MAX, |p| p.window(s.started_at_ms, settings.timezone).1);
+            match baseline(
+                client,
+                &settings.database,
+                &b.subject_kind,
+                &scope,
+                end,
+                Some(s.inserted_at_ms),
+            )
+            .await
+            {
+                Ok(sum) => owner.set_spend_baseline(scope.clone(), sum),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert baseline query failed; this row is not counted for alerts");
+                    continue;
+                }
+            }
+        }
+        for due in owner.spend(&scope, s.reporting_cost) {
+            sender.send(tollgate_gateway::budget::alerts::Alert {
+                budget_id: due.budget_id,
+                subject_kind: due.subject_kind,
+                subject: due.subject,
+                period: due.period,
+                period_start_ms: due.window_start_ms,
+                threshold_percent: due.threshold,
+                spent: tollgate_schemas::price::format_nanos(i128::from(due.spent)),
+                limit: tollgate_schemas::price::format_nanos(i128::from(due.limit)),
+                currency: due.currency,
+                hard: due.hard,
+            });
+        }
+    }
+}
+
 fn apply_control(owner: &mut Owner, event: &ControlEvent) {
     match &event.change {
         ControlChange::BudgetSet {
             budget_id,
             subject,
+            period,
             limit_nanos,
+            currency,
             hard,
-            ..
+            alert_at,
         } => owner.set_budget(
             budget_id,
             Some(OwnedBudget {
                 subject_kind: subject.split_once(':').map_or("", |(k, _)| k).to_string(),
                 limit: *limit_nanos,
                 hard: *hard,
+                subject: tollgate_gateway::budget::Subject::parse(subject),
+                period: tollgate_gateway::budget::Period::parse(period),
+                alert_at: alert_at.clone(),
+                currency: currency.clone(),
             }),
         ),
         ControlChange::BudgetDeleted { budget_id } => owner.set_budget(budget_id, None),

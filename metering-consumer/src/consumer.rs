@@ -94,6 +94,13 @@ pub async fn run(
             database: settings.database.clone(),
             lease_ttl: Duration::from_millis(settings.lease_ttl_ms),
             grace: Duration::from_millis(settings.lease_grace_ms),
+            alerts: settings.alert_webhook()?,
+            timezone: settings.budget_timezone.parse().map_err(|_| {
+                MeteringError::Settings(format!(
+                    "--budget-timezone {:?} is not an IANA time zone",
+                    settings.budget_timezone
+                ))
+            })?,
         };
         let (client, stop) = (warehouse.client().clone(), stop.clone());
         tokio::spawn(async move {
@@ -357,7 +364,7 @@ impl Loop<'_> {
             self.recent.remember(row.event_id);
         }
         if let Some(owner) = &self.owner {
-            for row in batch.rows.iter().filter(|r| !r.budget_leases.is_empty()) {
+            for row in &batch.rows {
                 let spent = crate::budget_service::Spent {
                     leases: row
                         .budget_leases
@@ -365,6 +372,18 @@ impl Loop<'_> {
                         .filter_map(|l| Uuid::parse_str(l).ok())
                         .collect(),
                     reporting_cost: u64::try_from(row.reporting_cost_nanos).unwrap_or(0),
+                    tenant: row.tenant.clone(),
+                    team: row.team.clone(),
+                    key_id: row.key_id.clone(),
+                    end_user: (!row.end_user.is_empty()).then(|| row.end_user.clone()),
+                    tags: row
+                        .tag_keys
+                        .iter()
+                        .cloned()
+                        .zip(row.tag_values.iter().cloned())
+                        .collect(),
+                    started_at_ms: i64::try_from(row.started_at_ms).unwrap_or(i64::MAX),
+                    inserted_at_ms: row.inserted_at_ms,
                 };
                 if owner.try_send(spent).is_err() {
                     tracing::warn!("budget owner queue full; its spend view lags (leases count at their grant)");

@@ -19,6 +19,8 @@ pub enum MeteringError {
     },
     #[error("invalid setting {name}: {message}")]
     Setting { name: &'static str, message: String },
+    #[error("{0}")]
+    Settings(String),
 }
 
 impl MeteringError {
@@ -34,7 +36,7 @@ impl MeteringError {
                 ) || e.to_string().contains("connect")
             }
             Self::Kafka(_) => true,
-            Self::Setting { .. } | Self::Listen { .. } => false,
+            Self::Setting { .. } | Self::Settings(_) | Self::Listen { .. } => false,
         }
     }
 }

@@ -25,6 +25,47 @@ pub struct OwnedBudget {
     pub subject_kind: String,
     pub limit: u64,
     pub hard: bool,
+    /// Who it is for and its period, for tracking spend per period (alerts).
+    pub subject: Option<tollgate_gateway::budget::Subject>,
+    pub period: Option<tollgate_gateway::budget::Period>,
+    /// Alert thresholds in percent.
+    pub alert_at: Vec<u8>,
+    /// The limit's currency (the reporting currency).
+    pub currency: String,
+}
+
+/// A threshold crossed by recorded spend: one webhook, once per (budget, subject, period window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertDue {
+    pub budget_id: String,
+    pub subject_kind: String,
+    pub subject: String,
+    pub period: String,
+    pub window_start_ms: i64,
+    pub threshold: u8,
+    pub spent: u64,
+    pub limit: u64,
+    pub hard: bool,
+    pub currency: String,
+}
+
+/// Recorded spend of one (budget, subject, window), for alerts.
+#[derive(Debug, Default)]
+struct SpendBooks {
+    spent: u64,
+    alerted: Vec<u8>,
+}
+
+/// One stored usage row as the owner sees it.
+#[derive(Debug, Clone)]
+pub struct StoredSpend<'a> {
+    pub tenant: &'a str,
+    pub team: &'a str,
+    pub key_id: &'a str,
+    pub end_user: Option<&'a str>,
+    pub tags: &'a std::collections::BTreeMap<String, String>,
+    pub started_at_ms: i64,
+    pub reporting_cost: u64,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +107,8 @@ pub struct Owner {
     budgets: HashMap<String, OwnedBudget>,
     scopes: HashMap<LeaseScope, ScopeBooks>,
     lease_scope: HashMap<Uuid, LeaseScope>,
+    /// Recorded spend per (budget, subject, window) for alerts; absent until its baseline is known.
+    spend: HashMap<LeaseScope, SpendBooks>,
 }
 
 /// What the owner needs before it can answer a request: the scope's baseline from ClickHouse.
@@ -185,6 +228,90 @@ impl Owner {
         }
     }
 
+    /// The (budget, subject, window) scopes a stored row counts toward under every budget with alerts, in
+    /// time zone `tz`.
+    #[must_use]
+    pub fn alert_scopes(&self, row: &StoredSpend<'_>, tz: chrono_tz::Tz) -> Vec<LeaseScope> {
+        let who = tollgate_gateway::budget::Charged {
+            tenant: row.tenant,
+            team: row.team,
+            key: row.key_id,
+            end_user: row.end_user,
+            tags: row.tags,
+        };
+        self.budgets
+            .iter()
+            .filter(|(_, b)| !b.alert_at.is_empty())
+            .filter_map(|(id, b)| {
+                let subject = b.subject.as_ref()?.applies_to(&who)?;
+                let (start, _) = b.period?.window(row.started_at_ms, tz);
+                Some(LeaseScope {
+                    budget_id: id.clone(),
+                    subject,
+                    window_start_ms: start,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the spend of `scope` is tracked yet (else its baseline must be set first).
+    #[must_use]
+    pub fn tracks_spend(&self, scope: &LeaseScope) -> bool {
+        self.spend.contains_key(scope)
+    }
+
+    /// Starts tracking `scope` at `baseline` spend; thresholds it already crossed count as alerted.
+    pub fn set_spend_baseline(&mut self, scope: LeaseScope, baseline: u64) {
+        let alerted = self
+            .budgets
+            .get(&scope.budget_id)
+            .map(|b| {
+                b.alert_at
+                    .iter()
+                    .copied()
+                    .filter(|t| reached(baseline, b.limit, *t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.spend.insert(
+            scope,
+            SpendBooks {
+                spent: baseline,
+                alerted,
+            },
+        );
+    }
+
+    /// Adds a stored row's cost to `scope`; the thresholds it crossed.
+    pub fn spend(&mut self, scope: &LeaseScope, cost: u64) -> Vec<AlertDue> {
+        let Some(budget) = self.budgets.get(&scope.budget_id) else {
+            return Vec::new();
+        };
+        let Some(books) = self.spend.get_mut(scope) else {
+            return Vec::new();
+        };
+        books.spent = books.spent.saturating_add(cost);
+        let mut due = Vec::new();
+        for t in &budget.alert_at {
+            if reached(books.spent, budget.limit, *t) && !books.alerted.contains(t) {
+                books.alerted.push(*t);
+                due.push(AlertDue {
+                    budget_id: scope.budget_id.clone(),
+                    subject_kind: budget.subject_kind.clone(),
+                    subject: scope.subject.clone(),
+                    period: budget.period.map_or("", |p| p.as_str()).to_string(),
+                    window_start_ms: scope.window_start_ms,
+                    threshold: *t,
+                    spent: books.spent,
+                    limit: budget.limit,
+                    hard: budget.hard,
+                    currency: budget.currency.clone(),
+                });
+            }
+        }
+        due
+    }
+
     /// `committed` of a scope (for tests and logs).
     #[must_use]
     pub fn committed(&self, scope: &LeaseScope) -> Option<u64> {
@@ -210,6 +337,11 @@ impl Owner {
             }
         }
     }
+}
+
+/// Whether `spent` is at least `percent` % of `limit` (exact).
+fn reached(spent: u64, limit: u64, percent: u8) -> bool {
+    u128::from(spent) * 100 >= u128::from(limit) * u128::from(percent)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,6 +395,10 @@ mod tests {
                 subject_kind: "tenant".into(),
                 limit: 100,
                 hard: true,
+                subject: None,
+                period: None,
+                alert_at: vec![],
+                currency: "USD".into(),
             }),
         );
         assert!(matches!(
@@ -295,6 +431,10 @@ mod tests {
                 subject_kind: "tenant".into(),
                 limit: 100,
                 hard: true,
+                subject: None,
+                period: None,
+                alert_at: vec![],
+                currency: "USD".into(),
             }),
         );
         o.set_baseline(scope(), 0);
@@ -304,5 +444,55 @@ mod tests {
         // A returned lease whose events have not all arrived yet counts at what the replica settled.
         o.returned(a.unwrap(), 60);
         assert_eq!(o.committed(&scope()), Some(60));
+    }
+
+    #[test]
+    fn recorded_spend_alerts_once_per_threshold_and_window_from_its_baseline() {
+        let mut o = Owner::default();
+        o.set_budget(
+            "b",
+            Some(OwnedBudget {
+                subject_kind: "tenant".into(),
+                limit: 100,
+                hard: false,
+                subject: tollgate_gateway::budget::Subject::parse("tenant:acme"),
+                period: Some(tollgate_gateway::budget::Period::Daily),
+                alert_at: vec![50, 80, 100],
+                currency: "USD".into(),
+            }),
+        );
+        let tags = std::collections::BTreeMap::new();
+        let row = StoredSpend {
+            tenant: "acme",
+            team: "t",
+            key_id: "k",
+            end_user: None,
+            tags: &tags,
+            started_at_ms: 86_400_000 + 5,
+            reporting_cost: 30,
+        };
+        let scopes = o.alert_scopes(&row, chrono_tz::UTC);
+        assert_eq!(scopes.len(), 1);
+        assert_eq!(scopes[0].window_start_ms, 86_400_000);
+        let other = StoredSpend {
+            tenant: "globex",
+            ..row.clone()
+        };
+        assert!(o.alert_scopes(&other, chrono_tz::UTC).is_empty());
+        // Baseline 55 (already past 50: no repeat), then +30 crosses 80, then +20 crosses 100.
+        o.set_spend_baseline(scopes[0].clone(), 55);
+        let due: Vec<u8> = o
+            .spend(&scopes[0], 30)
+            .iter()
+            .map(|a| a.threshold)
+            .collect();
+        assert_eq!(due, [80]);
+        let due: Vec<u8> = o
+            .spend(&scopes[0], 20)
+            .iter()
+            .map(|a| a.threshold)
+            .collect();
+        assert_eq!(due, [100]);
+        assert!(o.spend(&scopes[0], 1).is_empty());
     }
 }

@@ -58,6 +58,15 @@ pub struct Settings {
     /// expire and their usage reaches ClickHouse first. Must cover the pipeline's lag.
     #[arg(long, env = "TOLLGATE_LEASE_GRACE_MS", default_value_t = 10_000)]
     pub lease_grace_ms: u64,
+    /// The budget owner's threshold alerts go here (with --budget-owner), signed like the gateway's.
+    #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
+    /// Environment variable holding the alert signing secret.
+    #[arg(long, env = "TOLLGATE_ALERT_WEBHOOK_SECRET_ENV")]
+    pub alert_webhook_secret_env: Option<String>,
+    /// Time zone budget periods are aligned to: the gateways' `[budget_settings] timezone`.
+    #[arg(long, env = "TOLLGATE_BUDGET_TIMEZONE", default_value = "UTC")]
+    pub budget_timezone: String,
     /// Consumer group.
     #[arg(
         long,
@@ -116,5 +125,41 @@ impl Settings {
     #[must_use]
     pub fn lag_interval(&self) -> Duration {
         Duration::from_millis(self.lag_interval_ms.max(100))
+    }
+}
+
+impl Settings {
+    /// The owner's alert webhook, when configured.
+    ///
+    /// # Errors
+    /// A URL that does not parse, or a secret variable that is unset or missing.
+    pub fn alert_webhook(
+        &self,
+    ) -> Result<Option<tollgate_gateway::budget::alerts::WebhookConfig>, crate::error::MeteringError>
+    {
+        use crate::error::MeteringError;
+        match (&self.alert_webhook_url, &self.alert_webhook_secret_env) {
+            (None, None) => Ok(None),
+            (Some(url), Some(var)) => {
+                let url = reqwest::Url::parse(url)
+                    .map_err(|e| MeteringError::Settings(format!("--alert-webhook-url: {e}")))?;
+                let secret = std::env::var(var)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        MeteringError::Settings(format!(
+                            "environment variable {var} (alert secret) is not set"
+                        ))
+                    })?;
+                Ok(Some(tollgate_gateway::budget::alerts::WebhookConfig {
+                    url,
+                    secret: tollgate_gateway::config::Secret::new(secret),
+                    max_elapsed: Duration::from_secs(600),
+                }))
+            }
+            _ => Err(MeteringError::Settings(
+                "set both --alert-webhook-url and --alert-webhook-secret-env, or neither".into(),
+            )),
+        }
     }
 }

@@ -7,8 +7,11 @@
 
 mod pipeline_support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use pipeline_support::{ch_u64, Pipeline, ADMIN_KEY, TENANT_KEYS};
 use serde_json::{json, Value};
@@ -46,9 +49,40 @@ async fn ask(client: &reqwest::Client, base: &str, key: &str, i: u64) -> (u16, b
     (status, overshoots, r.text().await.unwrap_or_default())
 }
 
+const ALERT_SECRET: &str = "whsec-cluster-test";
+
+/// A webhook receiver recording (signature, body) of every alert.
+async fn receiver() -> (Arc<Mutex<Vec<(String, String)>>>, String) {
+    let calls: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let state = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let signature = headers["x-tollgate-signature"]
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_string();
+                state.lock().expect("lock").push((signature, body));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (calls, url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Kafka + ClickHouse (scripts/services.sh); run with --ignored --test-threads=1"]
 async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
+    let (alerts, hook) = receiver().await;
+    // The consumer reads the secret from this variable (inherited by the child process).
+    std::env::set_var("TOLLGATE_TEST_ALERT_SECRET", ALERT_SECRET);
     let p = Pipeline::start_with(
         "budget_cluster",
         &[
@@ -57,6 +91,10 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
             "2000",
             "--lease-grace-ms",
             "1000",
+            "--alert-webhook-url",
+            &hook,
+            "--alert-webhook-secret-env",
+            "TOLLGATE_TEST_ALERT_SECRET",
         ],
     )
     .await;
@@ -139,6 +177,65 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
         "spent {spent} > limit {LIMIT} + bound {bound} (two replicas)"
     );
     assert!(spent > LIMIT / 2, "budget barely used: {spent}");
+
+    // Alerts for the cluster come from the owner: a soft budget on globex, spent through both replicas, alerts
+    // exactly once per threshold, signed.
+    let r = client
+        .put(format!("{b}/admin/budgets/globex-soft"))
+        .bearer_auth(ADMIN_KEY)
+        .json(
+            &json!({"subject": "tenant:globex", "period": "daily", "limit": "0.0002",
+            "hard": false, "alert_at": [50, 100]}),
+        )
+        .send()
+        .await
+        .expect("put budget");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let globex = TENANT_KEYS[1].1;
+    for i in 0..16u64 {
+        let base = if i % 2 == 0 { &a } else { &b };
+        let (status, _, text) = ask(&client, base, globex, 20_000 + i * 5 + 1).await;
+        assert_eq!(status, 200, "a soft budget refused: {text}");
+    }
+    let globex_spent = ch_u64(&format!(
+        "SELECT toUInt64(sum(reporting_cost_nanos)) FROM {} WHERE tenant = 'globex'",
+        p.table("usage_events")
+    ))
+    .await;
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        calls = alerts.lock().expect("lock").clone();
+        if calls.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls_after = alerts.lock().expect("lock").clone();
+    assert_eq!(
+        calls_after.len(),
+        2,
+        "alerts: {calls_after:?} (globex spent {globex_spent})"
+    );
+    let mut thresholds = Vec::new();
+    for (signature, body) in &calls {
+        let (t, v1) = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",v1="))
+            .expect("signature format");
+        let mut mac = Hmac::<Sha256>::new_from_slice(ALERT_SECRET.as_bytes()).expect("hmac");
+        mac.update(format!("{t}.{body}").as_bytes());
+        assert_eq!(hex::encode(mac.finalize().into_bytes()), v1);
+        let alert: Value = serde_json::from_str(body).expect("json");
+        assert_eq!(
+            (alert["budget_id"].as_str(), alert["subject"].as_str()),
+            (Some("globex-soft"), Some("globex"))
+        );
+        thresholds.push(alert["threshold_percent"].as_u64().expect("threshold"));
+    }
+    thresholds.sort_unstable();
+    assert_eq!(thresholds, [50, 100]);
     Pipeline::terminate(&mut replica);
     p.cleanup().await;
 }

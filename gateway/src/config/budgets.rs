@@ -44,6 +44,7 @@ impl Validator<'_> {
         settings: RawBudgetSettings,
         raw: BTreeMap<String, toml::Value>,
         currency: &str,
+        cluster: bool,
     ) -> Option<BudgetConfig> {
         let timezone = match settings.timezone.as_deref().unwrap_or("UTC").parse() {
             Ok(tz) => Some(tz),
@@ -138,7 +139,8 @@ impl Validator<'_> {
                 });
             }
         }
-        if any_alerts && webhook.is_none() {
+        // With Kafka, alerts come from the budget owner (tollgate-metering --alert-webhook-url).
+        if any_alerts && webhook.is_none() && !cluster {
             self.issue(
                 "budget_settings.webhook_url",
                 "budgets set `alert_at` but no webhook is configured to receive the alerts",

@@ -150,9 +150,10 @@ impl<'a> Validator<'a> {
             .and_then(|v| self.section::<RawBudgetSettings>("budget_settings", v))
             .unwrap_or_default();
         let raw_budgets = self.tables("budgets", root.remove("budgets"));
+        let cluster = kafka.is_some();
         let budgets = pricing.as_ref().and_then(|p| {
             let currency = p.rates.reporting.clone();
-            self.budgets(raw_budget_settings, raw_budgets, &currency)
+            self.budgets(raw_budget_settings, raw_budgets, &currency, cluster)
         });
         let telemetry = match root.remove("telemetry") {
             Some(v) => self

@@ -296,7 +296,10 @@ async fn put_budget_inner(
     if alert_at.iter().any(|p| *p == 0 || *p > 100) {
         return Err(bad("alert_at percentages must be 1 to 100"));
     }
-    if !alert_at.is_empty() && state.config.budgets.webhook.is_none() {
+    if !alert_at.is_empty()
+        && state.config.budgets.webhook.is_none()
+        && state.config.kafka.is_none()
+    {
         return Err(bad(
             "alert_at needs a webhook: set [budget_settings] webhook_url and webhook_secret_env",
         ));
