@@ -131,6 +131,23 @@ pub struct ProviderConfig {
     pub tags: Tags,
     /// Limits of each API key of this provider.
     pub key_limits: Limits,
+    /// Vertex AI's project, region and service account (`kind = "vertex"` only).
+    pub vertex: Option<VertexConfig>,
+}
+
+/// Where a Vertex AI provider runs and as whom.
+#[derive(Debug, Clone)]
+pub struct VertexConfig {
+    /// Google Cloud project id.
+    pub project: String,
+    /// Region (`us-central1`, `europe-west4`, `global`, …).
+    pub region: String,
+    /// The service-account key file (JSON), from `service_account_file` or `service_account_env`.
+    pub service_account: Secret,
+    /// The OAuth token endpoint; the key file's `token_uri` when unset.
+    pub token_url: Option<String>,
+    /// Fixed publisher; by default it follows each model id.
+    pub publisher: Option<crate::provider::vertex::Publisher>,
 }
 
 /// Routing labels: name → value.

@@ -6,15 +6,19 @@
 //!
 //! | step | OpenAI-wire kinds | adapter kinds |
 //! |---|---|---|
-//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`], [`Adapter::auth_header`], [`Adapter::fixed_headers`] |
+//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`] (per model and stream), [`Adapter::auth_header`], [`Adapter::fixed_headers`] |
 //! | request body | client bytes (rewritten only for quirks) | [`Adapter::chat_request`] (or [`Adapter::native_request`]) |
 //! | plain answer | passed through | [`Adapter::chat_response`] → `chat.completion` JSON |
 //! | stream | passed through | [`StreamTranslator`] fed every read → `chat.completion.chunk` SSE, `[DONE]` |
 //! | error answer | `upstream_error::classify` | [`Adapter::classify_error`] |
 //!
 //! Limits, retries, failover, cooldown, metering and events stay in the orchestrator, once. The OpenAI-wire
-//! kinds never reach this module ([`super::ProviderKind::adapter`] is `None`): their path has no added
+//! kinds never reach this module ([`super::Provider::adapter`] is `None`): their path has no added
 //! allocation.
+//!
+//! Credentials that are not a static key (Vertex AI's OAuth access token, fetched and cached per provider)
+//! are the [`super::Provider`]'s, not the adapter's: `Provider::access_token` is awaited before each send,
+//! the adapter's [`Adapter::auth_header`] formats it like a key.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
@@ -26,8 +30,9 @@ use crate::error::GatewayError;
 /// Translation and signing for one non-OpenAI wire format. Implementations are stateless (`'static`);
 /// per-stream state lives in the [`StreamTranslator`] they hand out.
 pub trait Adapter: Sync {
-    /// The chat endpoint under a configured base URL (no trailing `/`).
-    fn chat_url(&self, base: &str) -> String;
+    /// The chat endpoint for `upstream_model` under a configured base URL (no trailing `/`); `stream` picks the
+    /// streaming method where the upstream has its own (Gemini's `:streamGenerateContent?alt=sse`).
+    fn chat_url(&self, base: &str, upstream_model: &str, stream: bool) -> String;
 
     /// The header that carries an API key, and the value for `key` (the caller marks it sensitive).
     fn auth_header(&self, key: &str) -> (HeaderName, String);
@@ -46,11 +51,13 @@ pub trait Adapter: Sync {
         stream: bool,
     ) -> Result<Bytes, GatewayError>;
 
-    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic):
+    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic,
+    /// `:generateContent` for Gemini):
     /// such a request is sent as the client wrote it ([`Adapter::native_request`]), so nothing is lost.
     fn native_endpoint(&self) -> Option<Endpoint>;
 
-    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set.
+    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set,
+    /// and `cap`, an output cap the gateway adds (a budgeted request that set none), where the body has none.
     ///
     /// # Errors
     /// [`GatewayError::MalformedJson`] when the body is not a JSON object.
@@ -59,6 +66,7 @@ pub trait Adapter: Sync {
         native: &[u8],
         upstream_model: &str,
         stream: bool,
+        cap: Option<u32>,
     ) -> Result<Bytes, GatewayError>;
 
     /// A successful non-streamed upstream body → an OpenAI `chat.completion` JSON object, usage in OpenAI's

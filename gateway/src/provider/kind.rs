@@ -24,6 +24,11 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic Messages API (not OpenAI wire: translated by [`super::anthropic`]).
     Anthropic,
+    /// Google Gemini API, `generateContent` (not OpenAI wire: translated by [`super::gemini`]).
+    Gemini,
+    /// Google Vertex AI: Gemini (`publishers/google`) and Claude (`publishers/anthropic`) models, OAuth2
+    /// service-account auth ([`super::vertex`]).
+    Vertex,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -36,7 +41,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 14] = [
+    pub const ALL: [ProviderKind; 16] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -51,6 +56,8 @@ impl ProviderKind {
         Self::LlamaCpp,
         Self::OpenAiCompatible,
         Self::Anthropic,
+        Self::Gemini,
+        Self::Vertex,
     ];
 
     /// The name used in config files and on usage events.
@@ -71,6 +78,8 @@ impl ProviderKind {
             Self::LlamaCpp => "llamacpp",
             Self::OpenAiCompatible => "openai-compatible",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
         }
     }
 
@@ -97,16 +106,20 @@ impl ProviderKind {
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
             // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
             Self::Anthropic => "https://api.anthropic.com",
-            Self::OpenAiCompatible => return None,
+            // The API version root (`/models/{model}:generateContent` is appended).
+            Self::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // Vertex's host follows the region (`https://{region}-aiplatform.googleapis.com`): config derives it.
+            Self::Vertex | Self::OpenAiCompatible => return None,
         })
     }
 
     /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
+    /// Vertex AI authenticates with a service account instead (its own config fields).
     #[must_use]
     pub fn requires_api_key(self) -> bool {
         !matches!(
             self,
-            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible
+            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible | Self::Vertex
         )
     }
 
@@ -127,7 +140,9 @@ impl ProviderKind {
             | Self::Zhipu
             | Self::SophNet
             | Self::Ollama
-            | Self::Anthropic => MaxTokensField::MaxTokens,
+            | Self::Anthropic
+            | Self::Gemini
+            | Self::Vertex => MaxTokensField::MaxTokens,
         }
     }
 
@@ -135,15 +150,21 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu | Self::Anthropic)
+        !matches!(
+            self,
+            Self::Zhipu | Self::Anthropic | Self::Gemini | Self::Vertex
+        )
     }
 
     /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
-    /// requests and answers take the zero-copy path.
+    /// requests and answers take the zero-copy path. Vertex's is Gemini's; [`super::Provider::adapter`]
+    /// picks the Anthropic one for Claude models (the publisher follows the model).
     #[must_use]
     pub fn adapter(self) -> Option<&'static dyn Adapter> {
         match self {
             Self::Anthropic => Some(&super::anthropic::Anthropic),
+            Self::Gemini => Some(&super::gemini::Gemini),
+            Self::Vertex => Some(&super::vertex::VertexGemini),
             _ => None,
         }
     }
@@ -168,7 +189,7 @@ mod tests {
         for kind in ProviderKind::ALL {
             assert_eq!(
                 kind.default_base_url().is_none(),
-                kind == ProviderKind::OpenAiCompatible
+                matches!(kind, ProviderKind::OpenAiCompatible | ProviderKind::Vertex)
             );
         }
     }

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 use tollgate_schemas::Endpoint;
 
 use crate::error::GatewayError;
 use crate::provider::adapter::StreamTranslator;
-use crate::provider::upstream_error;
+use crate::provider::{upstream_error, Provider};
 use crate::retry::retry_hint;
 use crate::routing::Candidate;
 
@@ -76,29 +76,39 @@ pub async fn attempt(
         hint: None,
         cut_by_deadline: by_deadline,
     };
-    let response =
-        match tokio::time::timeout_at(until, provider.post(endpoint, body, candidate.key).send())
-            .await
-        {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
-            Ok(Ok(r)) => r,
-        };
+    let model = candidate.deployment.upstream_model.as_str();
+    let adapter = provider.adapter(model);
+    let sent = send(
+        provider,
+        endpoint,
+        body,
+        candidate.key,
+        model,
+        stream,
+        limit,
+    );
+    let response = match tokio::time::timeout_at(until, sent).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(r)) => r,
+    };
     let status = response.status();
     let headers = response.headers().clone();
     if !status.is_success() {
         let body = read_capped(response, until, MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        let error = match provider.kind.adapter() {
+        let error = match adapter {
             Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
             None => {
                 upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
             }
         };
+        // A hint in the body (Gemini's RetryInfo) is carried by the error when no header gives one.
+        let hint = retry_hint(&headers).or_else(|| body_hint(&error));
         return Err(AttemptFailed {
             error,
-            hint: retry_hint(&headers),
+            hint,
             cut_by_deadline: false,
         });
     }
@@ -114,7 +124,7 @@ pub async fn attempt(
             .into()),
             Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Some(Ok(first))) => {
-                let (first, rest) = match provider.kind.adapter() {
+                let (first, rest) = match adapter {
                     Some(adapter) => translated(adapter.stream_translator(), first, rest),
                     None => (first, rest),
                 };
@@ -130,7 +140,7 @@ pub async fn attempt(
         Err(_) => Err(timed_out()),
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
         Ok(Ok(body)) => {
-            let body = match provider.kind.adapter() {
+            let body = match adapter {
                 Some(adapter) => adapter.chat_response(&body).map_err(|message| {
                     GatewayError::UpstreamFailed {
                         provider: provider.name.clone(),
@@ -147,6 +157,48 @@ pub async fn attempt(
             })
         }
     }
+}
+
+/// Sends the request; for a provider signed with an access token (Vertex), a 401 means the token was
+/// refused before its time (revoked, rotated): it is forgotten and the request sent once more with a fresh
+/// one. A second 401 is the answer.
+async fn send(
+    provider: &Provider,
+    endpoint: Endpoint,
+    body: Bytes,
+    key: usize,
+    model: &str,
+    stream: bool,
+    limit: Duration,
+) -> Result<reqwest::Response, GatewayError> {
+    let mut token = provider.access_token().await?;
+    let mut refreshed = false;
+    loop {
+        let request = provider.post(endpoint, body.clone(), key, model, stream, token.as_ref())?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&provider.name, &e, limit))?;
+        match token {
+            Some(refused) if response.status() == StatusCode::UNAUTHORIZED && !refreshed => {
+                tracing::info!(target: "tollgate::proxy", provider = %provider.name,
+                    "the upstream refused the cached access token; fetching a fresh one");
+                provider.invalidate_token(&refused);
+                token = provider.access_token().await?;
+                refreshed = true;
+            }
+            _ => return Ok(response),
+        }
+    }
+}
+
+/// The retry hint an adapter read from an error body (it sets the error's `retry-after`, whole seconds).
+fn body_hint(error: &GatewayError) -> Option<Duration> {
+    let GatewayError::UpstreamRejected(e) = error else {
+        return None;
+    };
+    let secs: u64 = e.retry_after.as_ref()?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_secs(secs).min(crate::retry::MAX_HINT))
 }
 
 /// An upstream stream seen through `translator`: every read becomes the OpenAI SSE it completes (possibly
