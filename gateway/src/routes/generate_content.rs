@@ -23,12 +23,14 @@ pub async fn generate_content(
     let (model, stream) = match target.rsplit_once(':') {
         Some((model, "generateContent")) if !model.is_empty() => (model, false),
         Some((model, "streamGenerateContent")) if !model.is_empty() => (model, true),
-        _ => return crate::generate_content::error_response(
-            StatusCode::NOT_FOUND,
-            &format!(
+        _ => {
+            return crate::generate_content::error_response(
+                StatusCode::NOT_FOUND,
+                &format!(
                 "unknown method models/{target}; use :generateContent or :streamGenerateContent"
             ),
-        ),
+            )
+        }
     };
     // Google's clients may send the key as `?key=`; it is read like the `x-goog-api-key` header.
     let key = query.as_deref().and_then(|q| {

@@ -150,7 +150,14 @@ impl Harness {
         let store = dir.path().join("usage.db");
         let extra = extra
             .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
-            .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic));
+            .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic))
+            .replace("{mock_gemini}", &mock.base_url(Dialect::Gemini))
+            .replace("{mock_vertex}", &mock.base_url(Dialect::Vertex))
+            .replace("{mock_token_url}", &mock.token_url())
+            .replace(
+                "{fixtures}",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"),
+            );
         let text = format!(
             "{}\n",
             base_config(&mock, &extra).replace(
