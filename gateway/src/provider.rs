@@ -3,20 +3,24 @@
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
 //! ([`usage`]) and what its errors mean ([`upstream_error`]). Kinds whose wire is not OpenAI's translate
-//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`]); [`azure`] is OpenAI wire with its own URLs and
-//! key header. Native providers' request signing and credentials are in [`sign`] (SigV4 wired for Bedrock),
-//! Bedrock's binary stream framing in [`eventstream`].
+//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`], [`gemini`], [`vertex`]), picked per model by
+//! [`Provider::adapter`]; [`azure`] is OpenAI wire with its own URLs and key header. Every request is built
+//! and authorized in one place, [`Provider::prepare`]: per key slot a static header, SigV4 over the final URL
+//! and body (Bedrock), or a cached OAuth access token (Vertex's service account, [`sign::token_cache`]).
+//! Bedrock's binary stream framing is in [`eventstream`].
 
 pub mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod eventstream;
+pub mod gemini;
 pub mod kind;
 pub mod request;
 pub mod sign;
 pub mod upstream_error;
 pub mod usage;
+pub mod vertex;
 
 use std::time::SystemTime;
 
@@ -25,17 +29,22 @@ use tollgate_schemas::Endpoint;
 
 pub use kind::ProviderKind;
 
-use crate::config::{ProviderConfig, Timeouts};
+use crate::config::{ProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
 use crate::provider::sign::sigv4;
+use crate::provider::sign::token_cache::{JwtBearerSource, TokenCache};
 use crate::rate_limit::UpstreamKeyLimiter;
 
 /// How one key slot authenticates a request.
 enum KeyAuth {
-    /// A fixed header value (marked sensitive).
+    /// A fixed header value (marked sensitive): `Authorization: Bearer`, `x-api-key`, `api-key`,
+    /// `x-goog-api-key`.
     Header(HeaderValue),
     /// AWS SigV4 over the final URL and body (Bedrock).
     SigV4(Box<sigv4::Credentials>),
+    /// An OAuth access token from a service account (Vertex AI), cached until shortly before it expires and
+    /// sent in the adapter's auth header.
+    ServiceAccount(Box<TokenCache<JwtBearerSource>>),
 }
 
 impl std::fmt::Debug for KeyAuth {
@@ -43,6 +52,7 @@ impl std::fmt::Debug for KeyAuth {
         match self {
             Self::Header(_) => f.write_str("Header(***)"),
             Self::SigV4(c) => write!(f, "SigV4({})", c.access_key_id),
+            Self::ServiceAccount(_) => f.write_str("ServiceAccount(…)"),
         }
     }
 }
@@ -50,15 +60,25 @@ impl std::fmt::Debug for KeyAuth {
 /// Where requests go.
 #[derive(Debug)]
 enum Urls {
-    /// One URL per endpoint, parsed once (OpenAI-wire kinds, Anthropic, Azure v1).
+    /// One URL per endpoint, parsed once (OpenAI-wire kinds, Azure v1).
     Fixed {
         chat: reqwest::Url,
         embeddings: reqwest::Url,
     },
     /// Azure with a dated API version: the deployment is in the path.
     AzureDeployments { base: String, api_version: String },
-    /// An adapter that names the model (and streaming) in the path: Bedrock.
-    PerModel { base: String },
+    /// An adapter kind: [`adapter::Adapter::chat_url`] per model and streaming under `base` (Vertex: down to
+    /// `…/locations/{region}`).
+    Adapter {
+        base: String,
+        embeddings: reqwest::Url,
+    },
+}
+
+/// A request ready to send, and the access token it carries (to invalidate if the upstream refuses it).
+pub struct Prepared {
+    pub request: reqwest::RequestBuilder,
+    pub token: Option<Secret>,
 }
 
 /// One configured upstream account set: a kind, a base URL and one or more API keys.
@@ -74,6 +94,8 @@ pub struct Provider {
     keys: Vec<Option<KeyAuth>>,
     /// SigV4 signing region (Bedrock).
     region: Option<String>,
+    /// Vertex AI: a fixed publisher (else it follows each model id).
+    publisher: Option<vertex::Publisher>,
     /// The provider's own quota per key, when configured (same indexes as `keys`).
     key_limits: Vec<Option<UpstreamKeyLimiter>>,
     pub timeouts: Timeouts,
@@ -82,6 +104,16 @@ pub struct Provider {
 
 fn bad_url(name: &str, e: &dyn std::fmt::Display) -> GatewayError {
     GatewayError::Internal(format!("provider {name} has a bad base URL: {e}"))
+}
+
+fn sensitive(provider: &str, value: &str) -> Result<HeaderValue, GatewayError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::Internal(format!(
+            "an API key of provider {provider} has invalid characters"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl Provider {
@@ -101,20 +133,12 @@ impl Provider {
             .api_keys
             .iter()
             .map(|key| {
-                let mut value =
-                    HeaderValue::from_str(&header_of(key.expose()).1).map_err(|_| {
-                        GatewayError::Internal(format!(
-                            "an API key of provider {} has invalid characters",
-                            config.name
-                        ))
-                    })?;
-                value.set_sensitive(true);
-                Ok(KeyAuth::Header(value))
+                Ok(KeyAuth::Header(sensitive(
+                    &config.name,
+                    &header_of(key.expose()).1,
+                )?))
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
-        if let Some(credentials) = config.aws.as_ref().and_then(|a| a.credentials.clone()) {
-            auth.push(KeyAuth::SigV4(Box::new(credentials)));
-        }
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
@@ -122,20 +146,34 @@ impl Provider {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        let base = config.base_url.as_str().trim_end_matches('/');
+        if let Some(credentials) = config.aws.as_ref().and_then(|a| a.credentials.clone()) {
+            auth.push(KeyAuth::SigV4(Box::new(credentials)));
+        }
+        if let Some(v) = &config.vertex {
+            auth.push(KeyAuth::ServiceAccount(Box::new(vertex::token_cache(
+                &config.name,
+                v,
+                client.clone(),
+            )?)));
+        }
+        let base = match &config.vertex {
+            Some(v) => vertex::location_base(config.base_url.as_str(), v),
+            None => config.base_url.as_str().trim_end_matches('/').to_string(),
+        };
+        let base = base.as_str();
         let parse = |url: &str| reqwest::Url::parse(url).map_err(|e| bad_url(&config.name, &e));
         let url = |path: &str| parse(&format!("{base}{path}"));
-        let urls = match (config.kind, adapter, &config.azure) {
-            (ProviderKind::Bedrock, _, _) => Urls::PerModel {
-                base: base.to_string(),
-            },
-            (_, Some(a), _) => Urls::Fixed {
-                chat: parse(&a.chat_url(base))?,
-                embeddings: url("/embeddings")?,
-            },
-            (_, None, Some(az)) => match azure::dated_version(az) {
+        let urls = match (adapter, &config.azure) {
+            (Some(a), _) => {
+                // Checked once here, so per-request URLs cannot fail on the base.
+                parse(&a.chat_url(base, "m", false))?;
+                Urls::Adapter {
+                    base: base.to_string(),
+                    embeddings: url("/embeddings")?,
+                }
+            }
+            (None, Some(az)) => match azure::dated_version(az) {
                 Some(v) => {
-                    // Checked once here, so per-request URLs cannot fail on the base.
                     parse(&azure::deployment_url(base, "d", "chat/completions", v))?;
                     Urls::AzureDeployments {
                         base: base.to_string(),
@@ -147,14 +185,11 @@ impl Provider {
                     embeddings: parse(&azure::v1_url(base, "embeddings"))?,
                 },
             },
-            (_, None, None) => Urls::Fixed {
+            (None, None) => Urls::Fixed {
                 chat: url("/chat/completions")?,
                 embeddings: url("/embeddings")?,
             },
         };
-        if let Urls::PerModel { base } = &urls {
-            parse(&bedrock::model_url(base, "m", false))?;
-        }
         Ok(Self {
             name: config.name.clone(),
             kind: config.kind,
@@ -172,9 +207,20 @@ impl Provider {
                 auth.into_iter().map(Some).collect()
             },
             region: config.aws.as_ref().map(|a| a.region.clone()),
+            publisher: config.vertex.as_ref().and_then(|v| v.publisher),
             timeouts: config.timeouts,
             client,
         })
+    }
+
+    /// The translator for `upstream_model` on this provider; `None` for the OpenAI-wire kinds. The one
+    /// dispatch point (request shaping, attempts): a Vertex provider picks its publisher's per model.
+    #[must_use]
+    pub fn adapter(&self, upstream_model: &str) -> Option<&'static dyn adapter::Adapter> {
+        match self.kind {
+            ProviderKind::Vertex => Some(vertex::adapter(self.publisher, upstream_model)),
+            kind => kind.adapter(),
+        }
     }
 
     /// Number of key slots (1 for a server that needs no key).
@@ -199,55 +245,72 @@ impl Provider {
         }
     }
 
-    /// The URL of one request to `upstream_model`.
+    /// The URL of one request to `upstream_model` (the OpenAI-wire kinds: a clone of a URL parsed once).
     fn url(
         &self,
         endpoint: Endpoint,
+        adapter: Option<&'static dyn adapter::Adapter>,
         upstream_model: &str,
         stream: bool,
     ) -> Result<reqwest::Url, GatewayError> {
-        let path = match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => "chat/completions",
-            Endpoint::Embeddings => "embeddings",
-        };
-        let built = match &self.urls {
-            Urls::Fixed { chat, embeddings } => {
-                return Ok(match endpoint {
-                    Endpoint::ChatCompletions | Endpoint::Messages => chat.clone(),
-                    Endpoint::Embeddings => embeddings.clone(),
-                })
-            }
-            Urls::AzureDeployments { base, api_version } => {
+        let built = match (&self.urls, endpoint) {
+            (
+                Urls::Fixed { embeddings, .. } | Urls::Adapter { embeddings, .. },
+                Endpoint::Embeddings,
+            ) => return Ok(embeddings.clone()),
+            (Urls::Fixed { chat, .. }, _) => return Ok(chat.clone()),
+            (Urls::AzureDeployments { base, api_version }, _) => {
+                let path = match endpoint {
+                    Endpoint::Embeddings => "embeddings",
+                    _ => "chat/completions",
+                };
                 azure::deployment_url(base, upstream_model, path, api_version)
             }
-            Urls::PerModel { base } => bedrock::model_url(base, upstream_model, stream),
+            (Urls::Adapter { base, .. }, _) => match adapter {
+                Some(a) => a.chat_url(base, upstream_model, stream),
+                None => format!("{base}/chat/completions"),
+            },
         };
-        reqwest::Url::parse(&built).map_err(|e| bad_url(&self.name, &e))
+        reqwest::Url::parse(&built).map_err(|e| {
+            GatewayError::Internal(format!(
+                "provider {} has no valid URL for model {upstream_model:?}: {e}",
+                self.name
+            ))
+        })
     }
 
-    /// A POST to `endpoint` for `upstream_model`, authenticated with key slot `key` (a SigV4 slot signs the
-    /// final URL and body here).
+    /// A POST to `endpoint` for `upstream_model`, authorized with key slot `key`: the one place requests are
+    /// built. A static header is added as it is (the OpenAI-wire kinds: nothing allocated beyond the URL
+    /// clone); a SigV4 slot signs the final URL and body; a token slot sends a cached access token (fetched
+    /// now if none is valid), returned in [`Prepared::token`] so a refusal can invalidate exactly that one.
     ///
     /// # Errors
-    /// [`GatewayError::Internal`] when the URL cannot be built or the request cannot be signed.
-    pub fn post(
+    /// [`GatewayError::Internal`] when the URL cannot be built or the request cannot be signed; the token
+    /// endpoint's failure.
+    pub async fn prepare(
         &self,
         endpoint: Endpoint,
         body: bytes::Bytes,
         key: usize,
         upstream_model: &str,
         stream: bool,
-    ) -> Result<reqwest::RequestBuilder, GatewayError> {
-        let url = self.url(endpoint, upstream_model, stream)?;
+    ) -> Result<Prepared, GatewayError> {
+        let adapter = self.adapter(upstream_model);
+        let url = self.url(endpoint, adapter, upstream_model, stream)?;
         let auth = self.keys.get(key).and_then(Option::as_ref);
-        let signed = match (auth, &self.region) {
-            (Some(KeyAuth::SigV4(credentials)), Some(region)) => {
+        let mut token = None;
+        let mut signed: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        match auth {
+            Some(KeyAuth::SigV4(credentials)) => {
+                let region = self.region.as_deref().ok_or_else(|| {
+                    GatewayError::Internal(format!("provider {} has no AWS region", self.name))
+                })?;
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                sigv4::sign(
+                signed = sigv4::sign(
                     credentials,
                     &sigv4::Scope::bedrock(region),
                     &sigv4::Request {
@@ -258,16 +321,28 @@ impl Provider {
                     },
                     SystemTime::now(),
                     &sigv4::Options::default(),
-                )?
+                )?;
             }
-            _ => Vec::new(),
-        };
+            Some(KeyAuth::ServiceAccount(cache)) => {
+                let fresh = cache.token().await?;
+                let (name, value) = match adapter {
+                    Some(a) => a.auth_header(fresh.expose()),
+                    None => (
+                        http::header::AUTHORIZATION,
+                        format!("Bearer {}", fresh.expose()),
+                    ),
+                };
+                signed.push((name, sensitive(&self.name, &value)?));
+                token = Some(fresh);
+            }
+            Some(KeyAuth::Header(_)) | None => {}
+        }
         let mut request = self
             .client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
-        if let Some(adapter) = self.kind.adapter() {
+        if let Some(adapter) = adapter {
             for (name, value) in adapter.fixed_headers() {
                 request = request.header(*name, *value);
             }
@@ -275,9 +350,17 @@ impl Provider {
         for (name, value) in signed {
             request = request.header(name, value);
         }
-        Ok(match auth {
-            Some(KeyAuth::Header(value)) => request.header(self.auth_header.clone(), value.clone()),
-            _ => request,
-        })
+        if let Some(KeyAuth::Header(value)) = auth {
+            request = request.header(self.auth_header.clone(), value.clone());
+        }
+        Ok(Prepared { request, token })
+    }
+
+    /// Forgets key slot `key`'s access `token` after the upstream refused it before its time (Vertex 401),
+    /// so the next request fetches a fresh one.
+    pub fn invalidate_token(&self, key: usize, token: &Secret) {
+        if let Some(Some(KeyAuth::ServiceAccount(cache))) = self.keys.get(key) {
+            cache.invalidate(token);
+        }
     }
 }

@@ -1,5 +1,5 @@
-"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai` and
-`anthropic` SDKs.
+"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai`,
+`anthropic` and `google-genai` SDKs.
 
 Run: `.venv/bin/pytest tests/python -q` (after `cargo build -p tollgate-gateway -p tollgate-tests`).
 Binaries default to `target/debug/{tollgate,tollgate-mock-upstream}`; `TOLLGATE_BIN` and `TOLLGATE_MOCK_BIN`
@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 
 import anthropic
 import httpx
+from google import genai
+from google.genai import types as genai_types
 import openai
 import pytest
 
@@ -65,6 +67,12 @@ BEDROCK_MODELS = {"bedrock-sonnet": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
 BEDROCK_ACCESS_KEY_ID = "AKIDMOCKBEDROCK"
 BEDROCK_SECRET_ACCESS_KEY = "mock/bedrock+secret/KEY0123456789abcdefghi"
 BEDROCK_REGION = "us-east-1"
+# Public model -> upstream model on the `gemini`-kind provider (the mock's Gemini API dialect; the gateway
+# escapes the directives in the URL path and the mock reads them back).
+GEMINI_MODELS = {
+    "gemini": "gemini-2.5-flash",
+    "gemini-429": "gemini-2.5-flash?status=429&retry_after=2",
+}
 
 # Key -> (key_id in the config, tenant, team), as the usage rows must show.
 KEY_IDENTITY = {
@@ -73,6 +81,8 @@ KEY_IDENTITY = {
 }
 
 METERED_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/messages")
+# The Gemini-format API: `/v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
+METERED_PREFIX = "/v1beta/models/"
 
 
 def _binary(env_var: str, name: str) -> Path:
@@ -115,9 +125,9 @@ class Gateway:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _count(self, request: Any) -> None:
-        if request.url.path in METERED_PATHS:
+        if request.url.path in METERED_PATHS or request.url.path.startswith(METERED_PREFIX):
             auth = request.headers.get("authorization", "").removeprefix("Bearer ")
-            auth = auth or request.headers.get("x-api-key", "")
+            auth = auth or request.headers.get("x-api-key", "") or request.headers.get("x-goog-api-key", "")
             with self._lock:
                 self.sent[auth] += 1
 
@@ -133,6 +143,19 @@ class Gateway:
         kwargs.setdefault("max_retries", 0)
         root = self.base_url.removesuffix("/v1")
         return anthropic.Anthropic(base_url=root, api_key=key, http_client=http_client, **kwargs)
+
+    def genai_client(self, key: str = FULL_KEY) -> genai.Client:
+        """A google-genai client on the gateway's Gemini-format API (`/v1beta/models/{model}:generateContent`),
+        without SDK retries, counted in `sent` like `client`. Keep it referenced while a lazy stream is read: it
+        closes its HTTP client when collected."""
+        root = self.base_url.removesuffix("/v1")
+        options = genai_types.HttpOptions(
+            base_url=root,
+            api_version="v1beta",
+            client_args={"event_hooks": {"request": [self._count]}},
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=key, http_options=options)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
@@ -208,6 +231,14 @@ def _config(listen: str, db: Path, mock_port: int) -> str:
     ]
     for public, upstream in BEDROCK_MODELS.items():
         lines += [f'[models."{public}"]', f'deployments = [{{ provider = "bedrock", model = "{upstream}" }}]']
+    lines += [
+        "[providers.gem]",
+        'kind = "gemini"',
+        f'base_url = "http://127.0.0.1:{mock_port}/gemini/v1beta"',
+        'api_keys = ["AIza-test"]',
+    ]
+    for public, upstream in GEMINI_MODELS.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "gem", model = "{upstream}" }}]']
     full_id, full_tenant, full_team = KEY_IDENTITY[FULL_KEY]
     lim_id, lim_tenant, lim_team = KEY_IDENTITY[LIMITED_KEY]
     lines += [

@@ -6,15 +6,20 @@
 //!
 //! | step | OpenAI-wire kinds | adapter kinds |
 //! |---|---|---|
-//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`] (or a per-model URL built by the provider: Bedrock), [`Adapter::auth_header`], [`Adapter::fixed_headers`]; SigV4 is signed over the final URL and body in [`super::Provider::post`] |
+//! | URL, auth | `{base}/chat/completions` (Azure: its deployment / v1 URLs), the key's header | [`Adapter::chat_url`] (per model and stream), [`Adapter::auth_header`], [`Adapter::fixed_headers`] |
+//! | signing, tokens | — | per key slot in [`super::Provider::prepare`]: a static header, SigV4 over the final URL and body (Bedrock), or an OAuth access token (Vertex: service account) |
 //! | request body | client bytes (rewritten only for quirks) | [`Adapter::chat_request`] (or [`Adapter::native_request`]) |
 //! | plain answer | passed through | [`Adapter::chat_response`] → `chat.completion` JSON |
 //! | stream | passed through | [`StreamTranslator`] fed every read → `chat.completion.chunk` SSE, `[DONE]` |
 //! | error answer | `upstream_error::classify` | [`Adapter::classify_error`] |
 //!
 //! Limits, retries, failover, cooldown, metering and events stay in the orchestrator, once. The OpenAI-wire
-//! kinds never reach this module ([`super::ProviderKind::adapter`] is `None`): their path has no added
+//! kinds never reach this module ([`super::Provider::adapter`] is `None`): their path has no added
 //! allocation.
+//!
+//! Credentials that are not a static key (SigV4 keys, Vertex AI's OAuth access token, fetched and cached)
+//! are the [`super::Provider`]'s key slots, not the adapter's: [`super::Provider::prepare`] signs or fetches
+//! per request, the adapter's [`Adapter::auth_header`] formats a token like a key.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
@@ -26,8 +31,9 @@ use crate::error::GatewayError;
 /// Translation and signing for one non-OpenAI wire format. Implementations are stateless (`'static`);
 /// per-stream state lives in the [`StreamTranslator`] they hand out.
 pub trait Adapter: Sync {
-    /// The chat endpoint under a configured base URL (no trailing `/`).
-    fn chat_url(&self, base: &str) -> String;
+    /// The chat endpoint for `upstream_model` under a configured base URL (no trailing `/`); `stream` picks the
+    /// streaming method where the upstream has its own (Gemini's `:streamGenerateContent?alt=sse`).
+    fn chat_url(&self, base: &str, upstream_model: &str, stream: bool) -> String;
 
     /// The header that carries an API key, and the value for `key` (the caller marks it sensitive).
     fn auth_header(&self, key: &str) -> (HeaderName, String);
@@ -46,11 +52,13 @@ pub trait Adapter: Sync {
         stream: bool,
     ) -> Result<Bytes, GatewayError>;
 
-    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic):
+    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic,
+    /// `:generateContent` for Gemini):
     /// such a request is sent as the client wrote it ([`Adapter::native_request`]), so nothing is lost.
     fn native_endpoint(&self) -> Option<Endpoint>;
 
-    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set.
+    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set,
+    /// and `cap`, an output cap the gateway adds (a budgeted request that set none), where the body has none.
     ///
     /// # Errors
     /// [`GatewayError::MalformedJson`] when the body is not a JSON object.
@@ -59,6 +67,7 @@ pub trait Adapter: Sync {
         native: &[u8],
         upstream_model: &str,
         stream: bool,
+        cap: Option<u32>,
     ) -> Result<Bytes, GatewayError>;
 
     /// A successful non-streamed upstream body → an OpenAI `chat.completion` JSON object, usage in OpenAI's

@@ -29,6 +29,11 @@ pub enum ProviderKind {
     /// AWS Bedrock Converse / ConverseStream (not OpenAI wire: translated by [`super::bedrock`], SigV4 or a
     /// Bedrock API key).
     Bedrock,
+    /// Google Gemini API, `generateContent` (not OpenAI wire: translated by [`super::gemini`]).
+    Gemini,
+    /// Google Vertex AI: Gemini (`publishers/google`) and Claude (`publishers/anthropic`) models, OAuth2
+    /// service-account auth ([`super::vertex`]).
+    Vertex,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -41,7 +46,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 16] = [
+    pub const ALL: [ProviderKind; 18] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -58,6 +63,8 @@ impl ProviderKind {
         Self::Anthropic,
         Self::Azure,
         Self::Bedrock,
+        Self::Gemini,
+        Self::Vertex,
     ];
 
     /// The name used in config files and on usage events.
@@ -80,6 +87,8 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Azure => "azure",
             Self::Bedrock => "bedrock",
+            Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
         }
     }
 
@@ -106,18 +115,27 @@ impl ProviderKind {
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
             // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
             Self::Anthropic => "https://api.anthropic.com",
-            // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs).
-            Self::OpenAiCompatible | Self::Azure | Self::Bedrock => return None,
+            // The API version root (`/models/{model}:generateContent` is appended).
+            Self::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs);
+            // Vertex's host follows the region (`https://{region}-aiplatform.googleapis.com`): config derives it.
+            Self::OpenAiCompatible | Self::Azure | Self::Bedrock | Self::Vertex => return None,
         })
     }
 
     /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
-    /// Bedrock takes either API keys or AWS credentials (checked in `config/cloud.rs`).
+    /// Bedrock takes either API keys or AWS credentials (checked in `config/cloud.rs`); Vertex AI
+    /// authenticates with a service account instead (its own config fields).
     #[must_use]
     pub fn requires_api_key(self) -> bool {
         !matches!(
             self,
-            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible | Self::Bedrock
+            Self::Vllm
+                | Self::Ollama
+                | Self::LlamaCpp
+                | Self::OpenAiCompatible
+                | Self::Bedrock
+                | Self::Vertex
         )
     }
 
@@ -140,7 +158,9 @@ impl ProviderKind {
             | Self::SophNet
             | Self::Ollama
             | Self::Anthropic
-            | Self::Bedrock => MaxTokensField::MaxTokens,
+            | Self::Bedrock
+            | Self::Gemini
+            | Self::Vertex => MaxTokensField::MaxTokens,
         }
     }
 
@@ -148,16 +168,22 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu | Self::Anthropic | Self::Bedrock)
+        !matches!(
+            self,
+            Self::Zhipu | Self::Anthropic | Self::Bedrock | Self::Gemini | Self::Vertex
+        )
     }
 
     /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
-    /// requests and answers take the zero-copy path.
+    /// requests and answers take the zero-copy path. Vertex's is Gemini's; [`super::Provider::adapter`]
+    /// picks the Anthropic one for Claude models (the publisher follows the model).
     #[must_use]
     pub fn adapter(self) -> Option<&'static dyn Adapter> {
         match self {
             Self::Anthropic => Some(&super::anthropic::Anthropic),
             Self::Bedrock => Some(&super::bedrock::Bedrock),
+            Self::Gemini => Some(&super::gemini::Gemini),
+            Self::Vertex => Some(&super::vertex::VertexGemini),
             _ => None,
         }
     }
@@ -189,7 +215,10 @@ mod tests {
                 kind.default_base_url().is_none(),
                 matches!(
                     kind,
-                    ProviderKind::OpenAiCompatible | ProviderKind::Azure | ProviderKind::Bedrock
+                    ProviderKind::OpenAiCompatible
+                        | ProviderKind::Azure
+                        | ProviderKind::Bedrock
+                        | ProviderKind::Vertex
                 )
             );
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 use tollgate_schemas::Endpoint;
 
@@ -76,12 +76,32 @@ pub async fn attempt(
         hint: None,
         cut_by_deadline: by_deadline,
     };
-    let upstream_model = candidate.deployment.upstream_model.as_str();
-    let request = provider.post(endpoint, body, candidate.key, upstream_model, stream)?;
-    let response = match tokio::time::timeout_at(until, request.send()).await {
-        Err(_) => return Err(timed_out()),
-        Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
-        Ok(Ok(r)) => r,
+    let model = candidate.deployment.upstream_model.as_str();
+    let adapter = provider.adapter(model);
+    let mut refreshed = false;
+    let response = loop {
+        let prepare = provider.prepare(endpoint, body.clone(), candidate.key, model, stream);
+        let prepared = match tokio::time::timeout_at(until, prepare).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(p)) => p,
+        };
+        let response = match tokio::time::timeout_at(until, prepared.request.send()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+            Ok(Ok(r)) => r,
+        };
+        // An access token refused before its time (revoked, rotated: Vertex 401) is forgotten and the
+        // request sent once more with a fresh one; a second refusal is the answer.
+        match prepared.token {
+            Some(refused) if response.status() == StatusCode::UNAUTHORIZED && !refreshed => {
+                tracing::info!(target: "tollgate::proxy", provider = %provider.name, key = candidate.key,
+                    "the upstream refused the cached access token; fetching a fresh one");
+                provider.invalidate_token(candidate.key, &refused);
+                refreshed = true;
+            }
+            _ => break response,
+        }
     };
     let status = response.status();
     let headers = response.headers().clone();
@@ -89,15 +109,17 @@ pub async fn attempt(
         let body = read_capped(response, until, MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        let error = match provider.kind.adapter() {
+        let error = match adapter {
             Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
             None => {
                 upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
             }
         };
+        // A hint in the body (Gemini's RetryInfo) is carried by the error when no header gives one.
+        let hint = retry_hint(&headers).or_else(|| body_hint(&error));
         return Err(AttemptFailed {
             error,
-            hint: retry_hint(&headers),
+            hint,
             cut_by_deadline: false,
         });
     }
@@ -113,10 +135,8 @@ pub async fn attempt(
             .into()),
             Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Some(Ok(first))) => {
-                let (first, rest) = match provider.kind.adapter() {
-                    Some(adapter) => {
-                        translated(adapter.stream_translator(upstream_model), first, rest)
-                    }
+                let (first, rest) = match adapter {
+                    Some(adapter) => translated(adapter.stream_translator(model), first, rest),
                     None => (first, rest),
                 };
                 Ok(Attempted {
@@ -131,16 +151,14 @@ pub async fn attempt(
         Err(_) => Err(timed_out()),
         Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
         Ok(Ok(body)) => {
-            let body = match provider.kind.adapter() {
-                Some(adapter) => {
-                    adapter
-                        .chat_response(&body, upstream_model)
-                        .map_err(|message| GatewayError::UpstreamFailed {
-                            provider: provider.name.clone(),
-                            status: Some(200),
-                            message,
-                        })?
-                }
+            let body = match adapter {
+                Some(adapter) => adapter.chat_response(&body, model).map_err(|message| {
+                    GatewayError::UpstreamFailed {
+                        provider: provider.name.clone(),
+                        status: Some(200),
+                        message,
+                    }
+                })?,
                 None => body,
             };
             Ok(Attempted {
@@ -150,6 +168,15 @@ pub async fn attempt(
             })
         }
     }
+}
+
+/// The retry hint an adapter read from an error body (it sets the error's `retry-after`, whole seconds).
+fn body_hint(error: &GatewayError) -> Option<Duration> {
+    let GatewayError::UpstreamRejected(e) = error else {
+        return None;
+    };
+    let secs: u64 = e.retry_after.as_ref()?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_secs(secs).min(crate::retry::MAX_HINT))
 }
 
 /// An upstream stream seen through `translator`: every read becomes the OpenAI SSE it completes (possibly

@@ -152,7 +152,14 @@ impl Harness {
             .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
             .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic))
             .replace("{mock_azure}", &mock.azure_url())
-            .replace("{mock_bedrock}", &mock.bedrock_url());
+            .replace("{mock_bedrock}", &mock.bedrock_url())
+            .replace("{mock_gemini}", &mock.base_url(Dialect::Gemini))
+            .replace("{mock_vertex}", &mock.base_url(Dialect::Vertex))
+            .replace("{mock_token_url}", &mock.token_url())
+            .replace(
+                "{fixtures}",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"),
+            );
         let text = format!(
             "{}\n",
             base_config(&mock, &extra).replace(
