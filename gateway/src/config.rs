@@ -131,6 +131,8 @@ pub struct ProviderConfig {
     pub tags: Tags,
     /// Limits of each API key of this provider.
     pub key_limits: Limits,
+    /// The cloud region a signed request names (`hunyuan-native`: `X-TC-Region`, optional).
+    pub region: Option<String>,
 }
 
 /// Routing labels: name → value.

@@ -3,15 +3,21 @@
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
 //! ([`usage`]) and what its errors mean ([`upstream_error`]). Kinds whose wire is not OpenAI's translate
-//! through an [`adapter::Adapter`] ([`anthropic`]). Native providers' request signing and credentials
-//! are in [`sign`], Bedrock's binary stream framing in [`eventstream`] (not wired in yet).
+//! through an [`adapter::Adapter`] ([`anthropic`], [`hunyuan_native`], [`qianfan_v1`], [`dashscope_native`]).
+//! Native providers' request signing and credentials are in [`sign`] (wired per key slot by [`credentials`]
+//! for TC3 and Qianfan v1 tokens), Bedrock's binary stream framing in [`eventstream`] (not wired in yet).
 
 pub mod adapter;
 pub mod anthropic;
+pub mod credentials;
+pub mod dashscope_native;
 pub mod eventstream;
+pub mod hunyuan_native;
 pub mod kind;
+pub mod qianfan_v1;
 pub mod request;
 pub mod sign;
+pub mod translate;
 pub mod upstream_error;
 pub mod usage;
 
@@ -41,6 +47,14 @@ pub struct Provider {
     key_limits: Vec<Option<UpstreamKeyLimiter>>,
     pub timeouts: Timeouts,
     client: reqwest::Client,
+    /// Per-request credentials per key slot (TC3 signing, query tokens); empty for header-auth kinds.
+    signing: Vec<credentials::KeyCredential>,
+}
+
+/// A request ready to send, and the access token it carries (to invalidate if the upstream refuses it).
+pub struct Prepared {
+    pub request: reqwest::RequestBuilder,
+    pub token: Option<crate::config::Secret>,
 }
 
 impl Provider {
@@ -50,9 +64,14 @@ impl Provider {
     /// [`GatewayError::Internal`] when a key cannot be a header value or the TLS stack cannot start.
     pub fn try_new(config: &ProviderConfig) -> Result<Self, GatewayError> {
         let adapter = config.kind.adapter();
+        let scheme = adapter.map_or(adapter::AuthScheme::Header, |a| a.auth_scheme());
         let auth_header = adapter.map_or(http::header::AUTHORIZATION, |a| a.auth_header("").0);
-        let auth = config
-            .api_keys
+        let header_keys: &[crate::config::Secret] = if scheme == adapter::AuthScheme::Header {
+            &config.api_keys
+        } else {
+            &[]
+        };
+        let auth = header_keys
             .iter()
             .map(|key| {
                 let value = match adapter {
@@ -76,6 +95,21 @@ impl Provider {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let signing = config
+            .api_keys
+            .iter()
+            .filter_map(|key| {
+                credentials::KeyCredential::of(
+                    scheme,
+                    &config.name,
+                    key,
+                    &config.base_url,
+                    config.region.as_deref(),
+                    &client,
+                )
+                .transpose()
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
         let base = config.base_url.as_str().trim_end_matches('/');
         let url = |path: &str| {
             reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| {
@@ -96,19 +130,22 @@ impl Provider {
             },
             auth_header,
             embeddings_url: url("/embeddings")?,
-            key_limits: (0..auth.len().max(1))
+            key_limits: (0..auth.len().max(signing.len()).max(1))
                 .map(|_| {
                     let l = config.key_limits;
                     (l.rpm.is_some() || l.tpm.is_some()).then(|| UpstreamKeyLimiter::new(l))
                 })
                 .collect(),
-            keys: if auth.is_empty() {
+            keys: if !signing.is_empty() {
+                vec![None; signing.len()]
+            } else if auth.is_empty() {
                 vec![None]
             } else {
                 auth.into_iter().map(Some).collect()
             },
             timeouts: config.timeouts,
             client,
+            signing,
         })
     }
 
@@ -158,6 +195,61 @@ impl Provider {
         match self.keys.get(key).cloned().flatten() {
             Some(auth) => request.header(self.auth_header.clone(), auth),
             None => request,
+        }
+    }
+
+    /// A POST to `endpoint` for `upstream_model`, with key slot `key`'s credentials: [`Provider::post`] for
+    /// OpenAI-wire and static-header kinds; for the others the model's URL, the stream headers, and a TC3
+    /// signature or an access token (fetched if none is cached).
+    ///
+    /// # Errors
+    /// The token endpoint's failure, or a signing failure.
+    pub async fn prepare(
+        &self,
+        endpoint: Endpoint,
+        body: bytes::Bytes,
+        key: usize,
+        upstream_model: &str,
+        stream: bool,
+    ) -> Result<Prepared, GatewayError> {
+        let Some(adapter) = self.kind.adapter() else {
+            return Ok(Prepared {
+                request: self.post(endpoint, body, key),
+                token: None,
+            });
+        };
+        let url = adapter
+            .model_url(&self.chat_url, upstream_model)
+            .unwrap_or_else(|| self.chat_url.clone());
+        let (mut request, token) = match self.signing.get(key) {
+            Some(credential) => credential.apply(&self.client, url, body).await?,
+            None => {
+                let request = self
+                    .client
+                    .post(url)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+                match self.keys.get(key).cloned().flatten() {
+                    Some(auth) => (request.header(self.auth_header.clone(), auth), None),
+                    None => (request, None),
+                }
+            }
+        };
+        for (name, value) in adapter.fixed_headers() {
+            request = request.header(*name, *value);
+        }
+        if stream {
+            for (name, value) in adapter.stream_headers() {
+                request = request.header(*name, *value);
+            }
+        }
+        Ok(Prepared { request, token })
+    }
+
+    /// Forgets an access token of key slot `key` that the upstream refused (Qianfan 110 / 111).
+    pub fn invalidate_token(&self, key: usize, token: &crate::config::Secret) {
+        if let Some(credential) = self.signing.get(key) {
+            credential.invalidate(token);
         }
     }
 }

@@ -3,6 +3,8 @@
 use super::raw::RawProvider;
 use super::validator::Validator;
 use super::{ProviderConfig, Secret, Timeouts};
+use crate::provider::adapter::AuthScheme;
+use crate::provider::credentials::split_pair;
 use crate::provider::ProviderKind;
 
 impl Validator<'_> {
@@ -44,6 +46,18 @@ impl Validator<'_> {
         if keys.iter().any(String::is_empty) {
             self.issue(&format!("{path}.api_keys"), "an API key is empty");
         }
+        let scheme = kind
+            .adapter()
+            .map_or(AuthScheme::Header, |a| a.auth_scheme());
+        if scheme != AuthScheme::Header && keys.iter().any(|k| split_pair(k).is_none()) {
+            self.issue(
+                &format!("{path}.api_keys"),
+                format!(
+                    "kind {} takes each key as an ID:SECRET pair (e.g. \"${{SECRET_ID}}:${{SECRET_KEY}}\")",
+                    kind.name()
+                ),
+            );
+        }
         if keys.is_empty() && kind.requires_api_key() {
             self.issue(
                 &format!("{path}.api_keys"),
@@ -83,6 +97,7 @@ impl Validator<'_> {
             timeouts,
             tags: raw.tags.unwrap_or_default(),
             key_limits: self.limits(&format!("{path}.key_limits"), raw.key_limits),
+            region: raw.region.filter(|r| !r.is_empty()),
         })
     }
 }

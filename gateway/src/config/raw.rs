@@ -38,6 +38,8 @@ pub struct RawProvider {
     pub tags: Option<BTreeMap<String, String>>,
     /// Limits of each of this provider's API keys (the provider's own quota).
     pub key_limits: Option<Limits>,
+    /// The region a signed request names (`hunyuan-native`: `X-TC-Region`).
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

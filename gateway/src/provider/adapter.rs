@@ -11,6 +11,9 @@
 //! | plain answer | passed through | [`Adapter::chat_response`] → `chat.completion` JSON |
 //! | stream | passed through | [`StreamTranslator`] fed every read → `chat.completion.chunk` SSE, `[DONE]` |
 //! | error answer | `upstream_error::classify` | [`Adapter::classify_error`] |
+//! | error inside a 2xx answer | — | [`Adapter::answer_error`] (Tencent, Baidu: errors come with HTTP 200) |
+//! | per-request credentials | — | [`Adapter::auth_scheme`]: a static header, a TC3 signature over each body, or an
+//!   OAuth access token in the query (kept and refreshed by [`super::credentials`]) |
 //!
 //! Limits, retries, failover, cooldown, metering and events stay in the orchestrator, once. The OpenAI-wire
 //! kinds never reach this module ([`super::ProviderKind::adapter`] is `None`): their path has no added
@@ -18,6 +21,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
+use reqwest::Url;
 use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
 
@@ -80,6 +84,56 @@ pub trait Adapter: Sync {
         headers: &HeaderMap,
         body: &[u8],
     ) -> GatewayError;
+
+    /// How requests are authenticated (default: the static [`Adapter::auth_header`] per key).
+    fn auth_scheme(&self) -> AuthScheme {
+        AuthScheme::Header
+    }
+
+    /// The URL of one request when it depends on the upstream model (Qianfan v1 names the model in the path);
+    /// `None`: the provider's fixed chat URL.
+    fn model_url(&self, _chat_url: &Url, _upstream_model: &str) -> Option<Url> {
+        None
+    }
+
+    /// Headers only streamed requests carry (DashScope's `X-DashScope-SSE: enable`).
+    fn stream_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// An error carried by a 2xx answer (a plain body, or a stream answered with JSON instead of SSE), for
+    /// upstreams that report errors with HTTP 200; `None` when `body` is not an error.
+    fn answer_error(
+        &self,
+        _provider: &str,
+        _headers: &HeaderMap,
+        _body: &[u8],
+    ) -> Option<GatewayError> {
+        None
+    }
+
+    /// Whether an error body says the access token was refused before its time (Qianfan 110 / 111): the
+    /// token is dropped and the request sent once more with a fresh one.
+    fn token_rejected(&self, _body: &[u8]) -> bool {
+        false
+    }
+}
+
+/// How an adapter kind's requests carry credentials. Keys of the non-header schemes are configured as
+/// `ID:SECRET` pairs in `api_keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// One static header per key ([`Adapter::auth_header`]).
+    Header,
+    /// Tencent Cloud TC3-HMAC-SHA256 over each request (`SecretId:SecretKey`).
+    Tc3 {
+        service: &'static str,
+        action: &'static str,
+        version: &'static str,
+    },
+    /// An OAuth client-credentials access token in the `access_token` query parameter (`ApiKey:SecretKey`),
+    /// fetched from `{scheme}://{host}/oauth/2.0/token` of the base URL and cached (Baidu Qianfan v1).
+    QueryToken,
 }
 
 /// Turns one upstream stream into OpenAI SSE, read by read. Each call returns the complete

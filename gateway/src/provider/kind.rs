@@ -24,6 +24,12 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic Messages API (not OpenAI wire: translated by [`super::anthropic`]).
     Anthropic,
+    /// Tencent Hunyuan's native API 3.0, TC3-signed ([`super::hunyuan_native`]).
+    HunyuanNative,
+    /// Baidu Qianfan v1 (`wenxinworkshop`), OAuth access token in the query ([`super::qianfan_v1`]).
+    QianfanV1,
+    /// Alibaba DashScope's native text-generation API ([`super::dashscope_native`]).
+    DashScopeNative,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -36,7 +42,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 14] = [
+    pub const ALL: [ProviderKind; 17] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -51,6 +57,9 @@ impl ProviderKind {
         Self::LlamaCpp,
         Self::OpenAiCompatible,
         Self::Anthropic,
+        Self::HunyuanNative,
+        Self::QianfanV1,
+        Self::DashScopeNative,
     ];
 
     /// The name used in config files and on usage events.
@@ -71,6 +80,9 @@ impl ProviderKind {
             Self::LlamaCpp => "llamacpp",
             Self::OpenAiCompatible => "openai-compatible",
             Self::Anthropic => "anthropic",
+            Self::HunyuanNative => "hunyuan-native",
+            Self::QianfanV1 => "qianfan-v1",
+            Self::DashScopeNative => "dashscope-native",
         }
     }
 
@@ -97,6 +109,11 @@ impl ProviderKind {
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
             // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
             Self::Anthropic => "https://api.anthropic.com",
+            // TC3 signs the host; the action is a header, the path is always `/`.
+            Self::HunyuanNative => "https://hunyuan.tencentcloudapi.com",
+            // `/chat/{endpoint}` is appended; the token endpoint is `/oauth/2.0/token` on the same host.
+            Self::QianfanV1 => "https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop",
+            Self::DashScopeNative => "https://dashscope.aliyuncs.com/api/v1",
             Self::OpenAiCompatible => return None,
         })
     }
@@ -127,7 +144,10 @@ impl ProviderKind {
             | Self::Zhipu
             | Self::SophNet
             | Self::Ollama
-            | Self::Anthropic => MaxTokensField::MaxTokens,
+            | Self::Anthropic
+            | Self::HunyuanNative
+            | Self::QianfanV1
+            | Self::DashScopeNative => MaxTokensField::MaxTokens,
         }
     }
 
@@ -135,7 +155,14 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu | Self::Anthropic)
+        !matches!(
+            self,
+            Self::Zhipu
+                | Self::Anthropic
+                | Self::HunyuanNative
+                | Self::QianfanV1
+                | Self::DashScopeNative
+        )
     }
 
     /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
@@ -144,6 +171,9 @@ impl ProviderKind {
     pub fn adapter(self) -> Option<&'static dyn Adapter> {
         match self {
             Self::Anthropic => Some(&super::anthropic::Anthropic),
+            Self::HunyuanNative => Some(&super::hunyuan_native::HunyuanNative),
+            Self::QianfanV1 => Some(&super::qianfan_v1::QianfanV1),
+            Self::DashScopeNative => Some(&super::dashscope_native::DashScopeNative),
             _ => None,
         }
     }

@@ -56,6 +56,8 @@ impl From<GatewayError> for AttemptFailed {
 }
 
 /// Sends `body` to `candidate`, waiting at most `first_byte` (and never past `deadline`) for its first byte.
+/// An adapter kind's error inside a 2xx answer fails the attempt like any error status; an access token the
+/// upstream refused (Qianfan 110 / 111) is dropped and the request sent once more with a fresh one.
 pub async fn attempt(
     candidate: &Candidate,
     endpoint: Endpoint,
@@ -76,72 +78,150 @@ pub async fn attempt(
         hint: None,
         cut_by_deadline: by_deadline,
     };
-    let response =
-        match tokio::time::timeout_at(until, provider.post(endpoint, body, candidate.key).send())
-            .await
-        {
+    let adapter = provider.kind.adapter();
+    let mut token_refreshed = false;
+    loop {
+        let prepare = provider.prepare(
+            endpoint,
+            body.clone(),
+            candidate.key,
+            &candidate.deployment.upstream_model,
+            stream,
+        );
+        let prepared = match tokio::time::timeout_at(until, prepare).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(p)) => p,
+        };
+        let response = match tokio::time::timeout_at(until, prepared.request.send()).await {
             Err(_) => return Err(timed_out()),
             Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
             Ok(Ok(r)) => r,
         };
-    let status = response.status();
-    let headers = response.headers().clone();
-    if !status.is_success() {
-        let body = read_capped(response, until, MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default();
-        let error = match provider.kind.adapter() {
-            Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
-            None => {
-                upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
+        let status = response.status();
+        let headers = response.headers().clone();
+        if !status.is_success() {
+            let body = read_capped(response, until, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            let error = match adapter {
+                Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
+                None => {
+                    upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
+                }
+            };
+            return Err(AttemptFailed {
+                error,
+                hint: retry_hint(&headers),
+                cut_by_deadline: false,
+            });
+        }
+        // An adapter's whole-JSON answer (plain, or a stream request answered with JSON): it may be an error.
+        if let Some(adapter) = adapter.filter(|_| !stream || is_json(&headers)) {
+            let body = if stream {
+                read_capped(response, until, MAX_ERROR_BODY)
+                    .await
+                    .unwrap_or_default()
+                    .into()
+            } else {
+                match tokio::time::timeout_at(until, response.bytes()).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+                    Ok(Ok(body)) => body,
+                }
+            };
+            if let Some(error) = adapter.answer_error(&provider.name, &headers, &body) {
+                if let Some(token) = prepared.token.as_ref() {
+                    if !token_refreshed && adapter.token_rejected(&body) {
+                        tracing::info!(target: "tollgate::proxy", provider = %provider.name, key = candidate.key,
+                            "the upstream refused its access token; fetching a new one");
+                        provider.invalidate_token(candidate.key, token);
+                        token_refreshed = true;
+                        continue;
+                    }
+                }
+                return Err(AttemptFailed {
+                    error,
+                    hint: retry_hint(&headers),
+                    cut_by_deadline: false,
+                });
+            }
+            let failed = |message: String| GatewayError::UpstreamFailed {
+                provider: provider.name.clone(),
+                status: Some(200),
+                message,
+            };
+            if stream {
+                return Err(
+                    failed("the upstream answered a stream request with JSON".into()).into(),
+                );
+            }
+            let body = adapter.chat_response(&body).map_err(failed)?;
+            return Ok(Attempted {
+                answer: Answer::Plain(body),
+                status: status.as_u16(),
+                headers,
+            });
+        }
+        return if stream {
+            first_chunk(provider, response, adapter, until, limit, status, headers)
+                .await
+                .map_err(|e| e.unwrap_or_else(timed_out))
+        } else {
+            match tokio::time::timeout_at(until, response.bytes()).await {
+                Err(_) => Err(timed_out()),
+                Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
+                Ok(Ok(body)) => Ok(Attempted {
+                    answer: Answer::Plain(body),
+                    status: status.as_u16(),
+                    headers,
+                }),
             }
         };
-        return Err(AttemptFailed {
-            error,
-            hint: retry_hint(&headers),
-            cut_by_deadline: false,
-        });
     }
-    if stream {
-        let mut rest: BodyStream = Box::pin(response.bytes_stream());
-        return match tokio::time::timeout_at(until, rest.next()).await {
-            Err(_) => Err(timed_out()),
-            Ok(None) => Err(GatewayError::UpstreamFailed {
+}
+
+/// Whether an answer says it is JSON (not an event stream).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
+/// Waits for a stream's first chunk (an adapter's translation of it); `Err(None)`: timed out.
+async fn first_chunk(
+    provider: &crate::provider::Provider,
+    response: reqwest::Response,
+    adapter: Option<&'static dyn crate::provider::adapter::Adapter>,
+    until: Instant,
+    limit: Duration,
+    status: http::StatusCode,
+    headers: HeaderMap,
+) -> Result<Attempted, Option<AttemptFailed>> {
+    let mut rest: BodyStream = Box::pin(response.bytes_stream());
+    match tokio::time::timeout_at(until, rest.next()).await {
+        Err(_) => Err(None),
+        Ok(None) => Err(Some(
+            GatewayError::UpstreamFailed {
                 provider: provider.name.clone(),
                 status: Some(200),
                 message: "the upstream ended the stream before sending anything".into(),
             }
-            .into()),
-            Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
-            Ok(Some(Ok(first))) => {
-                let (first, rest) = match provider.kind.adapter() {
-                    Some(adapter) => translated(adapter.stream_translator(), first, rest),
-                    None => (first, rest),
-                };
-                Ok(Attempted {
-                    answer: Answer::Stream { first, rest },
-                    status: status.as_u16(),
-                    headers,
-                })
-            }
-        };
-    }
-    match tokio::time::timeout_at(until, response.bytes()).await {
-        Err(_) => Err(timed_out()),
-        Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
-        Ok(Ok(body)) => {
-            let body = match provider.kind.adapter() {
-                Some(adapter) => adapter.chat_response(&body).map_err(|message| {
-                    GatewayError::UpstreamFailed {
-                        provider: provider.name.clone(),
-                        status: Some(200),
-                        message,
-                    }
-                })?,
-                None => body,
+            .into(),
+        )),
+        Ok(Some(Err(e))) => Err(Some(transport_error(&provider.name, &e, limit).into())),
+        Ok(Some(Ok(first))) => {
+            let (first, rest) = match adapter {
+                Some(adapter) => translated(adapter.stream_translator(), first, rest),
+                None => (first, rest),
             };
             Ok(Attempted {
-                answer: Answer::Plain(body),
+                answer: Answer::Stream { first, rest },
                 status: status.as_u16(),
                 headers,
             })
