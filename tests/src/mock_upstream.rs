@@ -4,7 +4,9 @@
 //! (OpenAI: stream usage only with `stream_options.include_usage`), `/moonshot/v1/…` (usage inside
 //! `choices[0]` of the last chunk, top-level `cached_tokens`), `/modelarts/v1/…` (cumulative usage in every
 //! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked), and `/anthropic/v1/messages` (the
-//! Anthropic Messages API, see [`anthropic`]).
+//! Anthropic Messages API, see [`anthropic`]). The native Chinese APIs (Tencent Hunyuan API 3.0 at `/hunyuan/`,
+//! Baidu Qianfan v1 under `/qianfan/…` with its token endpoint at `/oauth/2.0/token`, DashScope native under
+//! `/dashscope/api/v1/…`) are in [`native_cn`]; their base URLs come from [`MockUpstream::native_base_url`].
 //!
 //! **Directives** script one request. They are read from the upstream `model` (`gpt?status=429&retry_after=2`)
 //! and from a `[mock:k=v&k=v]` tag anywhere in the messages (so a test can script a request through the
@@ -15,12 +17,13 @@
 
 pub mod anthropic;
 mod directives;
+pub mod native_cn;
 mod reply;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +34,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub use directives::Directives;
+pub use native_cn::NativeCn;
 
 /// The wire dialect a path prefix selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,18 +96,36 @@ struct MockState {
     recorded: Arc<Mutex<Vec<RecordedRequest>>>,
     /// Requests seen per `only_key` target, for `every=N`.
     targeted: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+    /// Access tokens the Qianfan token endpoint issued.
+    tokens: Arc<native_cn::Tokens>,
 }
 
 impl MockState {
     /// Whether this request gets the script's faults (`only_key` / `every`).
     fn faults_apply(&self, d: &Directives, headers: &HeaderMap) -> bool {
-        let Some(key) = &d.only_key else { return true };
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-        if bearer != Some(key.as_str()) {
+        self.faults_apply_to(d, bearer)
+    }
+
+    /// The directives of a request (`normal`: model and messages in OpenAI's shape) made with the key
+    /// `identity`, without their faults if `only_key` / `every` exempt it.
+    fn directives_for(&self, normal: &Value, identity: Option<&str>) -> Directives {
+        let d = Directives::of(normal);
+        if self.faults_apply_to(&d, identity) {
+            d
+        } else {
+            d.without_faults()
+        }
+    }
+
+    /// Whether a request made with the key `identity` gets the script's faults.
+    fn faults_apply_to(&self, d: &Directives, identity: Option<&str>) -> bool {
+        let Some(key) = &d.only_key else { return true };
+        if identity != Some(key.as_str()) {
             return false;
         }
         let Some(every) = d.every else { return true };
@@ -152,6 +174,29 @@ impl MockUpstream {
         format!("http://{}/{}/v1", self.addr, dialect.prefix())
     }
 
+    /// Base URL of a provider of a native Chinese `kind` (`hunyuan-native`, `qianfan-v1`, `dashscope-native`).
+    #[must_use]
+    pub fn native_base_url(&self, dialect: NativeCn) -> String {
+        format!("http://{}{}", self.addr, dialect.base_path())
+    }
+
+    /// Token requests the Qianfan token endpoint has answered (issued or refused).
+    #[must_use]
+    pub fn qianfan_token_fetches(&self) -> u64 {
+        self.state.tokens.fetches()
+    }
+
+    /// Every access token the Qianfan token endpoint issued.
+    #[must_use]
+    pub fn qianfan_tokens(&self) -> Vec<String> {
+        self.state.tokens.all()
+    }
+
+    /// Expires every issued Qianfan token: the next chat call with one gets error 111.
+    pub fn expire_qianfan_tokens(&self) {
+        self.state.tokens.expire();
+    }
+
     /// Everything received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -190,6 +235,49 @@ fn router(state: MockState) -> Router {
         .route(
             "/{dialect}/v1/messages",
             post(|s, Path(d): Path<String>, h, b| messages(s, d, h, b)),
+        )
+        .route(
+            "/hunyuan/",
+            post(
+                |State(s): State<MockState>, h: HeaderMap, b: Bytes| async move {
+                    native_cn::hunyuan(&s, &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/qianfan/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/{endpoint}",
+            post(
+                |State(s): State<MockState>,
+                 Path(endpoint): Path<String>,
+                 RawQuery(q): RawQuery,
+                 h: HeaderMap,
+                 b: Bytes| async move {
+                    native_cn::qianfan(&s, &endpoint, &q.unwrap_or_default(), &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/oauth/2.0/token",
+            post(
+                |State(s): State<MockState>, RawQuery(q): RawQuery| async move {
+                    native_cn::token(&s, &q.unwrap_or_default())
+                },
+            ),
+        )
+        .route(
+            "/dashscope/api/v1/services/aigc/text-generation/generation",
+            post(
+                |State(s): State<MockState>, h: HeaderMap, b: Bytes| async move {
+                    native_cn::dashscope(&s, &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/__mock/qianfan/expire",
+            post(|State(s): State<MockState>| async move {
+                s.tokens.expire();
+                axum::http::StatusCode::NO_CONTENT
+            }),
         )
         .route(
             "/__mock/requests",

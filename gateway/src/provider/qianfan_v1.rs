@@ -113,7 +113,7 @@ impl Adapter for QianfanV1 {
         Some(classified(
             provider,
             error_class(code),
-            json!(code),
+            json!(code.to_string()),
             &message,
         ))
     }

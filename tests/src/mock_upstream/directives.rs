@@ -21,6 +21,7 @@ use serde_json::Value;
 /// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`) |
 /// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`) |
 /// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
+/// | `cumulative=1` | DashScope native: each stream event repeats the whole text so far, as models that ignore `incremental_output` do |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
     pub status: Option<u16>,
@@ -42,6 +43,7 @@ pub struct Directives {
     pub fixture: Option<String>,
     pub only_key: Option<String>,
     pub every: Option<u64>,
+    pub cumulative: Option<bool>,
 }
 
 impl Directives {
@@ -99,6 +101,7 @@ impl Directives {
                 "fixture" => self.fixture = Some(v.into()),
                 "only_key" => self.only_key = Some(v.into()),
                 "every" => self.every = num.filter(|n| *n > 0),
+                "cumulative" => self.cumulative = Some(v == "1" || v == "true"),
                 _ => {}
             }
         }
