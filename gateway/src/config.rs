@@ -144,6 +144,8 @@ pub struct ProviderConfig {
     pub aws: Option<AwsSettings>,
     /// Vertex AI's project, region and service account (`kind = "vertex"` only).
     pub vertex: Option<VertexConfig>,
+    /// The cloud region a TC3-signed request names (`hunyuan-native`: `X-TC-Region`, optional).
+    pub region: Option<String>,
 }
 
 /// Where a Vertex AI provider runs and as whom.

@@ -3,59 +3,40 @@
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
 //! ([`usage`]) and what its errors mean ([`upstream_error`]). Kinds whose wire is not OpenAI's translate
-//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`], [`gemini`], [`vertex`]), picked per model by
+//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`], [`gemini`], [`vertex`], [`hunyuan_native`],
+//! [`qianfan_v1`], [`dashscope_native`]; shared pieces in [`translate`]), picked per model by
 //! [`Provider::adapter`]; [`azure`] is OpenAI wire with its own URLs and key header. Every request is built
-//! and authorized in one place, [`Provider::prepare`]: per key slot a static header, SigV4 over the final URL
-//! and body (Bedrock), or a cached OAuth access token (Vertex's service account, [`sign::token_cache`]).
+//! and authorized in one place, [`Provider::prepare`], with its key slot's [`credentials`]: a static header,
+//! SigV4 (Bedrock) or TC3 (Hunyuan native) over the final URL and body, or a cached OAuth access token
+//! (Vertex's service account in a header, Qianfan v1's client credentials in the query; [`sign::token_cache`]).
 //! Bedrock's binary stream framing is in [`eventstream`].
 
 pub mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod credentials;
+pub mod dashscope_native;
 pub mod eventstream;
 pub mod gemini;
+pub mod hunyuan_native;
 pub mod kind;
+pub mod qianfan_v1;
 pub mod request;
 pub mod sign;
+pub mod translate;
 pub mod upstream_error;
 pub mod usage;
 pub mod vertex;
 
-use std::time::SystemTime;
-
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tollgate_schemas::Endpoint;
 
 pub use kind::ProviderKind;
 
 use crate::config::{ProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
-use crate::provider::sign::sigv4;
-use crate::provider::sign::token_cache::{JwtBearerSource, TokenCache};
 use crate::rate_limit::UpstreamKeyLimiter;
-
-/// How one key slot authenticates a request.
-enum KeyAuth {
-    /// A fixed header value (marked sensitive): `Authorization: Bearer`, `x-api-key`, `api-key`,
-    /// `x-goog-api-key`.
-    Header(HeaderValue),
-    /// AWS SigV4 over the final URL and body (Bedrock).
-    SigV4(Box<sigv4::Credentials>),
-    /// An OAuth access token from a service account (Vertex AI), cached until shortly before it expires and
-    /// sent in the adapter's auth header.
-    ServiceAccount(Box<TokenCache<JwtBearerSource>>),
-}
-
-impl std::fmt::Debug for KeyAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Header(_) => f.write_str("Header(***)"),
-            Self::SigV4(c) => write!(f, "SigV4({})", c.access_key_id),
-            Self::ServiceAccount(_) => f.write_str("ServiceAccount(…)"),
-        }
-    }
-}
+use credentials::{KeyCredential, TokenPlacement, Tokens};
 
 /// Where requests go.
 #[derive(Debug)]
@@ -87,13 +68,9 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     urls: Urls,
-    /// The header carrying a key: `Authorization` (`Bearer <key>`), or the kind's (`x-api-key`, `api-key`).
-    auth_header: HeaderName,
-    /// Auth per key slot (header values marked sensitive, so they never print); one `None` slot for servers
-    /// that need no key.
-    keys: Vec<Option<KeyAuth>>,
-    /// SigV4 signing region (Bedrock).
-    region: Option<String>,
+    /// Credentials per key slot (header values marked sensitive, so they never print); one `None` slot for
+    /// servers that need no key.
+    keys: Vec<Option<KeyCredential>>,
     /// Vertex AI: a fixed publisher (else it follows each model id).
     publisher: Option<vertex::Publisher>,
     /// The provider's own quota per key, when configured (same indexes as `keys`).
@@ -104,16 +81,6 @@ pub struct Provider {
 
 fn bad_url(name: &str, e: &dyn std::fmt::Display) -> GatewayError {
     GatewayError::Internal(format!("provider {name} has a bad base URL: {e}"))
-}
-
-fn sensitive(provider: &str, value: &str) -> Result<HeaderValue, GatewayError> {
-    let mut value = HeaderValue::from_str(value).map_err(|_| {
-        GatewayError::Internal(format!(
-            "an API key of provider {provider} has invalid characters"
-        ))
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 impl Provider {
@@ -128,17 +95,7 @@ impl Provider {
             (None, Some(azure)) => azure::auth_header(azure, key),
             (None, None) => (http::header::AUTHORIZATION, format!("Bearer {key}")),
         };
-        let auth_header = header_of("").0;
-        let mut auth = config
-            .api_keys
-            .iter()
-            .map(|key| {
-                Ok(KeyAuth::Header(sensitive(
-                    &config.name,
-                    &header_of(key.expose()).1,
-                )?))
-            })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
+        let scheme = adapter.map_or(adapter::AuthScheme::Header, |a| a.auth_scheme());
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
@@ -146,15 +103,38 @@ impl Provider {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        if let Some(credentials) = config.aws.as_ref().and_then(|a| a.credentials.clone()) {
-            auth.push(KeyAuth::SigV4(Box::new(credentials)));
+        let mut auth = config
+            .api_keys
+            .iter()
+            .map(|key| {
+                KeyCredential::of(
+                    scheme,
+                    &config.name,
+                    key,
+                    &config.base_url,
+                    config.region.as_deref(),
+                    &client,
+                    header_of,
+                )
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        if let Some(aws) = &config.aws {
+            if let Some(credentials) = aws.credentials.clone() {
+                auth.push(KeyCredential::SigV4 {
+                    credentials: Box::new(credentials),
+                    region: aws.region.clone(),
+                });
+            }
         }
         if let Some(v) = &config.vertex {
-            auth.push(KeyAuth::ServiceAccount(Box::new(vertex::token_cache(
-                &config.name,
-                v,
-                client.clone(),
-            )?)));
+            auth.push(KeyCredential::Token {
+                tokens: Tokens::ServiceAccount(Box::new(vertex::token_cache(
+                    &config.name,
+                    v,
+                    client.clone(),
+                )?)),
+                placement: TokenPlacement::Header,
+            });
         }
         let base = match &config.vertex {
             Some(v) => vertex::location_base(config.base_url.as_str(), v),
@@ -194,7 +174,6 @@ impl Provider {
             name: config.name.clone(),
             kind: config.kind,
             urls,
-            auth_header,
             key_limits: (0..auth.len().max(1))
                 .map(|_| {
                     let l = config.key_limits;
@@ -206,7 +185,6 @@ impl Provider {
             } else {
                 auth.into_iter().map(Some).collect()
             },
-            region: config.aws.as_ref().map(|a| a.region.clone()),
             publisher: config.vertex.as_ref().and_then(|v| v.publisher),
             timeouts: config.timeouts,
             client,
@@ -280,9 +258,10 @@ impl Provider {
     }
 
     /// A POST to `endpoint` for `upstream_model`, authorized with key slot `key`: the one place requests are
-    /// built. A static header is added as it is (the OpenAI-wire kinds: nothing allocated beyond the URL
-    /// clone); a SigV4 slot signs the final URL and body; a token slot sends a cached access token (fetched
-    /// now if none is valid), returned in [`Prepared::token`] so a refusal can invalidate exactly that one.
+    /// built. The slot's [`KeyCredential`] adds a static header (the OpenAI-wire kinds: nothing allocated
+    /// beyond the URL clone), SigV4 or TC3 headers over the final URL and body, or a cached access token
+    /// (fetched now if none is valid), returned in [`Prepared::token`] so a refusal can invalidate exactly
+    /// that one. Adapter kinds add their fixed headers, and for streams their stream headers.
     ///
     /// # Errors
     /// [`GatewayError::Internal`] when the URL cannot be built or the request cannot be signed; the token
@@ -297,70 +276,38 @@ impl Provider {
     ) -> Result<Prepared, GatewayError> {
         let adapter = self.adapter(upstream_model);
         let url = self.url(endpoint, adapter, upstream_model, stream)?;
-        let auth = self.keys.get(key).and_then(Option::as_ref);
-        let mut token = None;
-        let mut signed: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        match auth {
-            Some(KeyAuth::SigV4(credentials)) => {
-                let region = self.region.as_deref().ok_or_else(|| {
-                    GatewayError::Internal(format!("provider {} has no AWS region", self.name))
-                })?;
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                signed = sigv4::sign(
-                    credentials,
-                    &sigv4::Scope::bedrock(region),
-                    &sigv4::Request {
-                        method: &Method::POST,
-                        url: url.as_str(),
-                        headers: &headers,
-                        body: &body,
-                    },
-                    SystemTime::now(),
-                    &sigv4::Options::default(),
-                )?;
+        let (mut request, token) = match self.keys.get(key).and_then(Option::as_ref) {
+            Some(credential) => {
+                credential
+                    .apply(&self.client, url, body, adapter, &self.name)
+                    .await?
             }
-            Some(KeyAuth::ServiceAccount(cache)) => {
-                let fresh = cache.token().await?;
-                let (name, value) = match adapter {
-                    Some(a) => a.auth_header(fresh.expose()),
-                    None => (
-                        http::header::AUTHORIZATION,
-                        format!("Bearer {}", fresh.expose()),
-                    ),
-                };
-                signed.push((name, sensitive(&self.name, &value)?));
-                token = Some(fresh);
-            }
-            Some(KeyAuth::Header(_)) | None => {}
-        }
-        let mut request = self
-            .client
-            .post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            None => (
+                self.client
+                    .post(url)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body),
+                None,
+            ),
+        };
         if let Some(adapter) = adapter {
             for (name, value) in adapter.fixed_headers() {
                 request = request.header(*name, *value);
             }
-        }
-        for (name, value) in signed {
-            request = request.header(name, value);
-        }
-        if let Some(KeyAuth::Header(value)) = auth {
-            request = request.header(self.auth_header.clone(), value.clone());
+            if stream {
+                for (name, value) in adapter.stream_headers() {
+                    request = request.header(*name, *value);
+                }
+            }
         }
         Ok(Prepared { request, token })
     }
 
-    /// Forgets key slot `key`'s access `token` after the upstream refused it before its time (Vertex 401),
-    /// so the next request fetches a fresh one.
+    /// Forgets key slot `key`'s access `token` after the upstream refused it before its time (Vertex 401,
+    /// Qianfan 110 / 111), so the next request fetches a fresh one.
     pub fn invalidate_token(&self, key: usize, token: &Secret) {
-        if let Some(Some(KeyAuth::ServiceAccount(cache))) = self.keys.get(key) {
-            cache.invalidate(token);
+        if let Some(Some(credential)) = self.keys.get(key) {
+            credential.invalidate(token);
         }
     }
 }

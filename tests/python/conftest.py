@@ -73,6 +73,23 @@ GEMINI_MODELS = {
     "gemini": "gemini-2.5-flash",
     "gemini-429": "gemini-2.5-flash?status=429&retry_after=2",
 }
+# Public model -> (provider kind, upstream model) on the native Chinese providers (the mock's native_cn
+# dialects: TC3-signed Hunyuan, Qianfan v1 with its token endpoint, DashScope native).
+NATIVE_CN_MODELS = {
+    "hunyuan-native": ("hunyuan-native", "hunyuan-turbo"),
+    "ernie-v1": ("qianfan-v1", "completions_pro"),
+    "qwen-native": ("dashscope-native", "qwen-plus"),
+}
+# Deployments that always fail (each its own, since a failure cools or rests its key): public -> (kind, upstream
+# model with the mock directive, the expected HTTP status).
+NATIVE_CN_FAILING = {
+    f"{public}-{status}": (kind, f"{upstream}?status={status}", status)
+    for public, (kind, upstream) in NATIVE_CN_MODELS.items()
+    for status in (429, 402)
+}
+# The mock's Tencent SecretKey of AKIDmockTollgateA, given to the gateway through the environment.
+TC3_SECRET_ENV = "TOLLGATE_PYTEST_TC3_SECRET"
+TC3_SECRET = "tc3-mock-secret-key-a"
 
 # Key -> (key_id in the config, tenant, team), as the usage rows must show.
 KEY_IDENTITY = {
@@ -239,6 +256,20 @@ def _config(listen: str, db: Path, mock_port: int) -> str:
     ]
     for public, upstream in GEMINI_MODELS.items():
         lines += [f'[models."{public}"]', f'deployments = [{{ provider = "gem", model = "{upstream}" }}]']
+    native = {
+        "hunyuan-native": (f"http://127.0.0.1:{mock_port}/hunyuan", f'"AKIDmockTollgateA:${{{TC3_SECRET_ENV}}}"'),
+        "qianfan-v1": (
+            f"http://127.0.0.1:{mock_port}/qianfan/rpc/2.0/ai_custom/v1/wenxinworkshop",
+            '"qf-mock-ak-a:qf-mock-sk-a"',
+        ),
+        "dashscope-native": (f"http://127.0.0.1:{mock_port}/dashscope/api/v1", '"sk-dsn-python"'),
+    }
+    for kind, (base_url, key) in native.items():
+        lines += [f'[providers."{kind}"]', f'kind = "{kind}"', f'base_url = "{base_url}"', f"api_keys = [{key}]"]
+    failing = {public: (kind, upstream) for public, (kind, upstream, _) in NATIVE_CN_FAILING.items()}
+    for public, (kind, upstream) in {**NATIVE_CN_MODELS, **failing}.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "{kind}", model = "{upstream}" }}]']
+    lines += ["[pricing.rates]", 'CNY = "0.14"']
     full_id, full_tenant, full_team = KEY_IDENTITY[FULL_KEY]
     lim_id, lim_tenant, lim_team = KEY_IDENTITY[LIMITED_KEY]
     lines += [
@@ -279,7 +310,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     db = tmp / "usage.db"
     config = tmp / "tollgate.toml"
     config.write_text(_config(f"127.0.0.1:{port}", db, mock_port))
-    env = {**os.environ, LIMITED_KEY_ENV: LIMITED_KEY, "TOLLGATE_LOG": "info"}
+    env = {**os.environ, LIMITED_KEY_ENV: LIMITED_KEY, TC3_SECRET_ENV: TC3_SECRET, "TOLLGATE_LOG": "info"}
     proc = subprocess.Popen(
         [str(gateway_bin), "--config", str(config)],
         stdout=subprocess.PIPE,

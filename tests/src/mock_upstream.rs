@@ -8,7 +8,10 @@
 //! `/bedrock/model/{id}/converse[-stream]` (Bedrock Converse with SigV4 verification, see [`bedrock`]),
 //! `/gemini/v1beta/models/{model}:generateContent` (the Gemini API) and
 //! `/vertex/v1/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{model}:…` (Vertex AI, with its
-//! OAuth token endpoint at `/oauth2/token`; see [`gemini`]).
+//! OAuth token endpoint at `/oauth2/token`; see [`gemini`]). The native Chinese APIs (Tencent Hunyuan API 3.0
+//! at `/hunyuan/`, Baidu Qianfan v1 under `/qianfan/…` with its token endpoint at `/oauth/2.0/token`,
+//! DashScope native under `/dashscope/api/v1/…`) are in [`native_cn`]; their base URLs come from
+//! [`MockUpstream::native_base_url`].
 //!
 //! **Directives** script one request. They are read from the upstream `model` (`gpt?status=429&retry_after=2`)
 //! and from a `[mock:k=v&k=v]` tag anywhere in the messages (so a test can script a request through the
@@ -23,6 +26,7 @@ mod azure;
 pub mod bedrock;
 mod directives;
 pub mod gemini;
+pub mod native_cn;
 mod reply;
 
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 pub use directives::Directives;
+pub use native_cn::NativeCn;
 
 /// The wire dialect a path prefix selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +113,13 @@ struct MockState {
     targeted: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// The OAuth server of the Vertex dialect.
     tokens: gemini::Tokens,
+    /// Access tokens the Qianfan token endpoint issued.
+    qianfan_tokens: Arc<native_cn::Tokens>,
 }
 
 impl MockState {
     /// Whether this request gets the script's faults (`only_key` / `every`).
     fn faults_apply(&self, d: &Directives, headers: &HeaderMap) -> bool {
-        let Some(key) = &d.only_key else { return true };
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -122,7 +128,24 @@ impl MockState {
             .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
             .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
             .or_else(|| bedrock::access_key_id(headers));
-        if bearer != Some(key.as_str()) {
+        self.faults_apply_to(d, bearer)
+    }
+
+    /// The directives of a request (`normal`: model and messages in OpenAI's shape) made with the key
+    /// `identity`, without their faults if `only_key` / `every` exempt it.
+    fn directives_for(&self, normal: &Value, identity: Option<&str>) -> Directives {
+        let d = Directives::of(normal);
+        if self.faults_apply_to(&d, identity) {
+            d
+        } else {
+            d.without_faults()
+        }
+    }
+
+    /// Whether a request made with the key `identity` gets the script's faults.
+    fn faults_apply_to(&self, d: &Directives, identity: Option<&str>) -> bool {
+        let Some(key) = &d.only_key else { return true };
+        if identity != Some(key.as_str()) {
             return false;
         }
         let Some(every) = d.every else { return true };
@@ -205,6 +228,29 @@ impl MockUpstream {
         format!("http://{}/bedrock", self.addr)
     }
 
+    /// Base URL of a provider of a native Chinese `kind` (`hunyuan-native`, `qianfan-v1`, `dashscope-native`).
+    #[must_use]
+    pub fn native_base_url(&self, dialect: NativeCn) -> String {
+        format!("http://{}{}", self.addr, dialect.base_path())
+    }
+
+    /// Token requests the Qianfan token endpoint has answered (issued or refused).
+    #[must_use]
+    pub fn qianfan_token_fetches(&self) -> u64 {
+        self.state.qianfan_tokens.fetches()
+    }
+
+    /// Every access token the Qianfan token endpoint issued.
+    #[must_use]
+    pub fn qianfan_tokens(&self) -> Vec<String> {
+        self.state.qianfan_tokens.all()
+    }
+
+    /// Expires every issued Qianfan token: the next chat call with one gets error 111.
+    pub fn expire_qianfan_tokens(&self) {
+        self.state.qianfan_tokens.expire();
+    }
+
     /// Everything received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -258,6 +304,49 @@ fn router(state: MockState) -> Router {
         )
         .route("/azure/openai/v1/{*operation}", post(azure::v1))
         .route("/bedrock/model/{model}/{operation}", post(bedrock::handle))
+        .route(
+            "/hunyuan/",
+            post(
+                |State(s): State<MockState>, h: HeaderMap, b: Bytes| async move {
+                    native_cn::hunyuan(&s, &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/qianfan/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/{endpoint}",
+            post(
+                |State(s): State<MockState>,
+                 Path(endpoint): Path<String>,
+                 RawQuery(q): RawQuery,
+                 h: HeaderMap,
+                 b: Bytes| async move {
+                    native_cn::qianfan(&s, &endpoint, &q.unwrap_or_default(), &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/oauth/2.0/token",
+            post(
+                |State(s): State<MockState>, RawQuery(q): RawQuery| async move {
+                    native_cn::token(&s, &q.unwrap_or_default())
+                },
+            ),
+        )
+        .route(
+            "/dashscope/api/v1/services/aigc/text-generation/generation",
+            post(
+                |State(s): State<MockState>, h: HeaderMap, b: Bytes| async move {
+                    native_cn::dashscope(&s, &h, &b).await
+                },
+            ),
+        )
+        .route(
+            "/__mock/qianfan/expire",
+            post(|State(s): State<MockState>| async move {
+                s.qianfan_tokens.expire();
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        )
         .route(
             "/__mock/requests",
             get(list_requests).delete(clear_requests),

@@ -3,6 +3,8 @@
 use super::raw::RawProvider;
 use super::validator::Validator;
 use super::{ProviderConfig, Secret, Timeouts, VertexConfig};
+use crate::provider::adapter::AuthScheme;
+use crate::provider::credentials::split_pair;
 use crate::provider::sign::jwt::ServiceAccountSigner;
 use crate::provider::vertex::{self, Publisher};
 use crate::provider::ProviderKind;
@@ -71,6 +73,18 @@ impl Validator<'_> {
                 "kind vertex authenticates with a service account (service_account_file or service_account_env), not API keys",
             );
         }
+        let scheme = kind
+            .adapter()
+            .map_or(AuthScheme::Header, |a| a.auth_scheme());
+        if scheme != AuthScheme::Header && keys.iter().any(|k| split_pair(k).is_none()) {
+            self.issue(
+                &format!("{path}.api_keys"),
+                format!(
+                    "kind {} takes each key as an ID:SECRET pair (e.g. \"${{SECRET_ID}}:${{SECRET_KEY}}\")",
+                    kind.name()
+                ),
+            );
+        }
         if keys.is_empty() && kind.requires_api_key() {
             self.issue(
                 &format!("{path}.api_keys"),
@@ -116,6 +130,7 @@ impl Validator<'_> {
             azure,
             aws,
             vertex,
+            region: raw.region.filter(|r| !r.is_empty()),
         })
     }
 
@@ -127,9 +142,11 @@ impl Validator<'_> {
         kind: ProviderKind,
         raw: &RawProvider,
     ) -> Option<VertexConfig> {
+        // `region` is also the TC3 region of kind hunyuan-native.
+        let region_elsewhere = kind == ProviderKind::HunyuanNative;
         let fields = [
             ("project", raw.project.is_some()),
-            ("region", raw.region.is_some()),
+            ("region", raw.region.is_some() && !region_elsewhere),
             ("service_account_file", raw.service_account_file.is_some()),
             ("service_account_env", raw.service_account_env.is_some()),
             ("token_url", raw.token_url.is_some()),
@@ -138,10 +155,12 @@ impl Validator<'_> {
         if kind != ProviderKind::Vertex {
             for (field, set) in fields {
                 if set {
-                    self.issue(
-                        &format!("{path}.{field}"),
-                        "only kind vertex takes this field",
-                    );
+                    let only = if field == "region" {
+                        "only kinds vertex and hunyuan-native take this field"
+                    } else {
+                        "only kind vertex takes this field"
+                    };
+                    self.issue(&format!("{path}.{field}"), only);
                 }
             }
             return None;

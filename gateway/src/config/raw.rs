@@ -44,7 +44,8 @@ pub struct RawProvider {
     pub aws: Option<super::cloud::RawAws>,
     /// Vertex AI: Google Cloud project id.
     pub project: Option<String>,
-    /// Vertex AI: region (`us-central1`, `global`, …).
+    /// The cloud region: Vertex AI's (`us-central1`, `global`, …, required), or the one a TC3-signed request
+    /// names (`hunyuan-native`: `X-TC-Region`, optional).
     pub region: Option<String>,
     /// Vertex AI: path of the service-account key file.
     pub service_account_file: Option<String>,

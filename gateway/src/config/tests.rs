@@ -396,3 +396,39 @@ deployments = [{ provider = "vtx", model = "gemini-2.5-flash" }]
     let key_line = sa.split("\\n").nth(1).unwrap();
     assert!(!err.to_string().contains(key_line), "{err}");
 }
+
+#[test]
+fn signed_kinds_take_id_secret_pairs_and_a_region() {
+    let env = env_of(&[
+        ("TOLLGATE_API_KEY", "x"),
+        ("OPENAI_API_KEY", "sk-1"),
+        ("TC_KEY", "tc-secret"),
+    ]);
+    let with = |provider: &str| {
+        format!("{GOOD}\n{provider}\n[models.\"native\"]\ndeployments = [{{ provider = \"n\", model = \"m\" }}]\n")
+    };
+    let good = with("[providers.n]\nkind = \"hunyuan-native\"\napi_keys = [\"AKID1:${TC_KEY}\"]\nregion = \"ap-guangzhou\"");
+    let c = Config::from_toml(&good, &env).unwrap();
+    let n = c.providers.iter().find(|p| p.name == "n").unwrap();
+    assert_eq!(n.region.as_deref(), Some("ap-guangzhou"));
+    assert_eq!(n.base_url.as_str(), "https://hunyuan.tencentcloudapi.com/");
+    for kind in ["hunyuan-native", "qianfan-v1"] {
+        let bad = with(&format!(
+            "[providers.n]\nkind = \"{kind}\"\napi_keys = [\"${{TC_KEY}}\"]"
+        ));
+        let err = Config::from_toml(&bad, &env).unwrap_err();
+        assert!(
+            err.issues
+                .iter()
+                .any(|i| i.path == "providers.n.api_keys" && i.message.contains("ID:SECRET")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("tc-secret"));
+    }
+    // A bearer kind takes its key as it is.
+    assert!(Config::from_toml(
+        &with("[providers.n]\nkind = \"dashscope-native\"\napi_keys = [\"sk-ds\"]"),
+        &env
+    )
+    .is_ok());
+}

@@ -34,6 +34,12 @@ pub enum ProviderKind {
     /// Google Vertex AI: Gemini (`publishers/google`) and Claude (`publishers/anthropic`) models, OAuth2
     /// service-account auth ([`super::vertex`]).
     Vertex,
+    /// Tencent Hunyuan's native API 3.0, TC3-signed ([`super::hunyuan_native`]).
+    HunyuanNative,
+    /// Baidu Qianfan v1 (`wenxinworkshop`), OAuth access token in the query ([`super::qianfan_v1`]).
+    QianfanV1,
+    /// Alibaba DashScope's native text-generation API ([`super::dashscope_native`]).
+    DashScopeNative,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -46,7 +52,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 18] = [
+    pub const ALL: [ProviderKind; 21] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -65,6 +71,9 @@ impl ProviderKind {
         Self::Bedrock,
         Self::Gemini,
         Self::Vertex,
+        Self::HunyuanNative,
+        Self::QianfanV1,
+        Self::DashScopeNative,
     ];
 
     /// The name used in config files and on usage events.
@@ -89,6 +98,9 @@ impl ProviderKind {
             Self::Bedrock => "bedrock",
             Self::Gemini => "gemini",
             Self::Vertex => "vertex",
+            Self::HunyuanNative => "hunyuan-native",
+            Self::QianfanV1 => "qianfan-v1",
+            Self::DashScopeNative => "dashscope-native",
         }
     }
 
@@ -117,6 +129,11 @@ impl ProviderKind {
             Self::Anthropic => "https://api.anthropic.com",
             // The API version root (`/models/{model}:generateContent` is appended).
             Self::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // TC3 signs the host; the action is a header, the path is always `/`.
+            Self::HunyuanNative => "https://hunyuan.tencentcloudapi.com",
+            // `/chat/{endpoint}` is appended; the token endpoint is `/oauth/2.0/token` on the same host.
+            Self::QianfanV1 => "https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop",
+            Self::DashScopeNative => "https://dashscope.aliyuncs.com/api/v1",
             // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs);
             // Vertex's host follows the region (`https://{region}-aiplatform.googleapis.com`): config derives it.
             Self::OpenAiCompatible | Self::Azure | Self::Bedrock | Self::Vertex => return None,
@@ -160,7 +177,10 @@ impl ProviderKind {
             | Self::Anthropic
             | Self::Bedrock
             | Self::Gemini
-            | Self::Vertex => MaxTokensField::MaxTokens,
+            | Self::Vertex
+            | Self::HunyuanNative
+            | Self::QianfanV1
+            | Self::DashScopeNative => MaxTokensField::MaxTokens,
         }
     }
 
@@ -170,7 +190,14 @@ impl ProviderKind {
     pub fn needs_include_usage_flag(self) -> bool {
         !matches!(
             self,
-            Self::Zhipu | Self::Anthropic | Self::Bedrock | Self::Gemini | Self::Vertex
+            Self::Zhipu
+                | Self::Anthropic
+                | Self::Bedrock
+                | Self::Gemini
+                | Self::Vertex
+                | Self::HunyuanNative
+                | Self::QianfanV1
+                | Self::DashScopeNative
         )
     }
 
@@ -184,6 +211,9 @@ impl ProviderKind {
             Self::Bedrock => Some(&super::bedrock::Bedrock),
             Self::Gemini => Some(&super::gemini::Gemini),
             Self::Vertex => Some(&super::vertex::VertexGemini),
+            Self::HunyuanNative => Some(&super::hunyuan_native::HunyuanNative),
+            Self::QianfanV1 => Some(&super::qianfan_v1::QianfanV1),
+            Self::DashScopeNative => Some(&super::dashscope_native::DashScopeNative),
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ use serde_json::Value;
 /// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`; Gemini / Vertex: `fixtures/gemini/mock-responses/NAME.txt`, plain answers `NAME.json`, NAME like `googleai/unary-success-basic-reply-short`) |
 /// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`, `api-key: KEY`, `x-goog-api-key: KEY`, a SigV4 access key id `KEY`) |
 /// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
+/// | `cumulative=1` | DashScope native: each stream event repeats the whole text so far, as models that ignore `incremental_output` do |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
     pub status: Option<u16>,
@@ -44,6 +45,7 @@ pub struct Directives {
     pub finish: Option<String>,
     pub only_key: Option<String>,
     pub every: Option<u64>,
+    pub cumulative: Option<bool>,
 }
 
 impl Directives {
@@ -103,6 +105,7 @@ impl Directives {
                 "finish" => self.finish = Some(v.into()),
                 "only_key" => self.only_key = Some(v.into()),
                 "every" => self.every = num.filter(|n| *n > 0),
+                "cumulative" => self.cumulative = Some(v == "1" || v == "true"),
                 _ => {}
             }
         }
