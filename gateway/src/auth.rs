@@ -244,7 +244,8 @@ impl KeyStore {
             .collect()
     }
 
-    /// Resolves the key sent as `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
+    /// Resolves the key sent as `Authorization: Bearer <key>` (OpenAI SDKs), `x-api-key` (Anthropic SDKs) or
+    /// `x-goog-api-key` (Google's SDKs; the Gemini route also moves a `?key=` here).
     ///
     /// # Errors
     /// [`GatewayError::MissingApiKey`] when neither header carries a key, [`GatewayError::InvalidApiKey`] when
@@ -319,7 +320,7 @@ impl AdminKey {
     }
 }
 
-/// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
+/// The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`, else `x-goog-api-key`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(http::header::AUTHORIZATION)
@@ -330,6 +331,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         });
     bearer
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
         .filter(|k| !k.is_empty())
 }
@@ -411,6 +413,9 @@ mod tests {
         );
         assert!(store
             .authenticate(&headers("x-api-key", "tg-secret"))
+            .is_ok());
+        assert!(store
+            .authenticate(&headers("x-goog-api-key", "tg-secret"))
             .is_ok());
         assert!(matches!(
             store.authenticate(&HeaderMap::new()),

@@ -142,6 +142,25 @@ pub struct ProviderConfig {
     pub azure: Option<AzureSettings>,
     /// Kind `bedrock`: region and SigV4 credentials.
     pub aws: Option<AwsSettings>,
+    /// Vertex AI's project, region and service account (`kind = "vertex"` only).
+    pub vertex: Option<VertexConfig>,
+    /// The cloud region a TC3-signed request names (`hunyuan-native`: `X-TC-Region`, optional).
+    pub region: Option<String>,
+}
+
+/// Where a Vertex AI provider runs and as whom.
+#[derive(Debug, Clone)]
+pub struct VertexConfig {
+    /// Google Cloud project id.
+    pub project: String,
+    /// Region (`us-central1`, `europe-west4`, `global`, …).
+    pub region: String,
+    /// The service-account key file (JSON), from `service_account_file` or `service_account_env`.
+    pub service_account: Secret,
+    /// The OAuth token endpoint; the key file's `token_uri` when unset.
+    pub token_url: Option<String>,
+    /// Fixed publisher; by default it follows each model id.
+    pub publisher: Option<crate::provider::vertex::Publisher>,
 }
 
 /// Routing labels: name → value.

@@ -43,6 +43,7 @@ pub mod cost;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod generate_content;
 pub mod messages;
 pub mod metrics;
 pub mod provider;

@@ -26,10 +26,11 @@ pub use histogram::LatencyHistogram;
 
 mod histogram;
 
-const ENDPOINTS: [Endpoint; 3] = [
+const ENDPOINTS: [Endpoint; 4] = [
     Endpoint::ChatCompletions,
     Endpoint::Embeddings,
     Endpoint::Messages,
+    Endpoint::GenerateContent,
 ];
 const OUTCOMES: [Outcome; 5] = [
     Outcome::Success,

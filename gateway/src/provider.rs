@@ -3,62 +3,63 @@
 //! Limits, retries, failover and event emission live in the orchestrator ([`crate::proxy`]); a provider only
 //! knows its URL, its keys, its quirks ([`kind`]), how to shape a request ([`request`]), where its usage is
 //! ([`usage`]) and what its errors mean ([`upstream_error`]). Kinds whose wire is not OpenAI's translate
-//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`]); [`azure`] is OpenAI wire with its own URLs and
-//! key header. Native providers' request signing and credentials are in [`sign`] (SigV4 wired for Bedrock),
-//! Bedrock's binary stream framing in [`eventstream`].
+//! through an [`adapter::Adapter`] ([`anthropic`], [`bedrock`], [`gemini`], [`vertex`], [`hunyuan_native`],
+//! [`qianfan_v1`], [`dashscope_native`]; shared pieces in [`translate`]), picked per model by
+//! [`Provider::adapter`]; [`azure`] is OpenAI wire with its own URLs and key header. Every request is built
+//! and authorized in one place, [`Provider::prepare`], with its key slot's [`credentials`]: a static header,
+//! SigV4 (Bedrock) or TC3 (Hunyuan native) over the final URL and body, or a cached OAuth access token
+//! (Vertex's service account in a header, Qianfan v1's client credentials in the query; [`sign::token_cache`]).
+//! Bedrock's binary stream framing is in [`eventstream`].
 
 pub mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod credentials;
+pub mod dashscope_native;
 pub mod eventstream;
+pub mod gemini;
+pub mod hunyuan_native;
 pub mod kind;
+pub mod qianfan_v1;
 pub mod request;
 pub mod sign;
+pub mod translate;
 pub mod upstream_error;
 pub mod usage;
+pub mod vertex;
 
-use std::time::SystemTime;
-
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tollgate_schemas::Endpoint;
 
 pub use kind::ProviderKind;
 
-use crate::config::{ProviderConfig, Timeouts};
+use crate::config::{ProviderConfig, Secret, Timeouts};
 use crate::error::GatewayError;
-use crate::provider::sign::sigv4;
 use crate::rate_limit::UpstreamKeyLimiter;
-
-/// How one key slot authenticates a request.
-enum KeyAuth {
-    /// A fixed header value (marked sensitive).
-    Header(HeaderValue),
-    /// AWS SigV4 over the final URL and body (Bedrock).
-    SigV4(Box<sigv4::Credentials>),
-}
-
-impl std::fmt::Debug for KeyAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Header(_) => f.write_str("Header(***)"),
-            Self::SigV4(c) => write!(f, "SigV4({})", c.access_key_id),
-        }
-    }
-}
+use credentials::{KeyCredential, TokenPlacement, Tokens};
 
 /// Where requests go.
 #[derive(Debug)]
 enum Urls {
-    /// One URL per endpoint, parsed once (OpenAI-wire kinds, Anthropic, Azure v1).
+    /// One URL per endpoint, parsed once (OpenAI-wire kinds, Azure v1).
     Fixed {
         chat: reqwest::Url,
         embeddings: reqwest::Url,
     },
     /// Azure with a dated API version: the deployment is in the path.
     AzureDeployments { base: String, api_version: String },
-    /// An adapter that names the model (and streaming) in the path: Bedrock.
-    PerModel { base: String },
+    /// An adapter kind: [`adapter::Adapter::chat_url`] per model and streaming under `base` (Vertex: down to
+    /// `…/locations/{region}`).
+    Adapter {
+        base: String,
+        embeddings: reqwest::Url,
+    },
+}
+
+/// A request ready to send, and the access token it carries (to invalidate if the upstream refuses it).
+pub struct Prepared {
+    pub request: reqwest::RequestBuilder,
+    pub token: Option<Secret>,
 }
 
 /// One configured upstream account set: a kind, a base URL and one or more API keys.
@@ -67,13 +68,11 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     urls: Urls,
-    /// The header carrying a key: `Authorization` (`Bearer <key>`), or the kind's (`x-api-key`, `api-key`).
-    auth_header: HeaderName,
-    /// Auth per key slot (header values marked sensitive, so they never print); one `None` slot for servers
-    /// that need no key.
-    keys: Vec<Option<KeyAuth>>,
-    /// SigV4 signing region (Bedrock).
-    region: Option<String>,
+    /// Credentials per key slot (header values marked sensitive, so they never print); one `None` slot for
+    /// servers that need no key.
+    keys: Vec<Option<KeyCredential>>,
+    /// Vertex AI: a fixed publisher (else it follows each model id).
+    publisher: Option<vertex::Publisher>,
     /// The provider's own quota per key, when configured (same indexes as `keys`).
     key_limits: Vec<Option<UpstreamKeyLimiter>>,
     pub timeouts: Timeouts,
@@ -96,25 +95,7 @@ impl Provider {
             (None, Some(azure)) => azure::auth_header(azure, key),
             (None, None) => (http::header::AUTHORIZATION, format!("Bearer {key}")),
         };
-        let auth_header = header_of("").0;
-        let mut auth = config
-            .api_keys
-            .iter()
-            .map(|key| {
-                let mut value =
-                    HeaderValue::from_str(&header_of(key.expose()).1).map_err(|_| {
-                        GatewayError::Internal(format!(
-                            "an API key of provider {} has invalid characters",
-                            config.name
-                        ))
-                    })?;
-                value.set_sensitive(true);
-                Ok(KeyAuth::Header(value))
-            })
-            .collect::<Result<Vec<_>, GatewayError>>()?;
-        if let Some(credentials) = config.aws.as_ref().and_then(|a| a.credentials.clone()) {
-            auth.push(KeyAuth::SigV4(Box::new(credentials)));
-        }
+        let scheme = adapter.map_or(adapter::AuthScheme::Header, |a| a.auth_scheme());
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
@@ -122,20 +103,57 @@ impl Provider {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| GatewayError::Internal(format!("cannot build the HTTP client: {e}")))?;
-        let base = config.base_url.as_str().trim_end_matches('/');
+        let mut auth = config
+            .api_keys
+            .iter()
+            .map(|key| {
+                KeyCredential::of(
+                    scheme,
+                    &config.name,
+                    key,
+                    &config.base_url,
+                    config.region.as_deref(),
+                    &client,
+                    header_of,
+                )
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        if let Some(aws) = &config.aws {
+            if let Some(credentials) = aws.credentials.clone() {
+                auth.push(KeyCredential::SigV4 {
+                    credentials: Box::new(credentials),
+                    region: aws.region.clone(),
+                });
+            }
+        }
+        if let Some(v) = &config.vertex {
+            auth.push(KeyCredential::Token {
+                tokens: Tokens::ServiceAccount(Box::new(vertex::token_cache(
+                    &config.name,
+                    v,
+                    client.clone(),
+                )?)),
+                placement: TokenPlacement::Header,
+            });
+        }
+        let base = match &config.vertex {
+            Some(v) => vertex::location_base(config.base_url.as_str(), v),
+            None => config.base_url.as_str().trim_end_matches('/').to_string(),
+        };
+        let base = base.as_str();
         let parse = |url: &str| reqwest::Url::parse(url).map_err(|e| bad_url(&config.name, &e));
         let url = |path: &str| parse(&format!("{base}{path}"));
-        let urls = match (config.kind, adapter, &config.azure) {
-            (ProviderKind::Bedrock, _, _) => Urls::PerModel {
-                base: base.to_string(),
-            },
-            (_, Some(a), _) => Urls::Fixed {
-                chat: parse(&a.chat_url(base))?,
-                embeddings: url("/embeddings")?,
-            },
-            (_, None, Some(az)) => match azure::dated_version(az) {
+        let urls = match (adapter, &config.azure) {
+            (Some(a), _) => {
+                // Checked once here, so per-request URLs cannot fail on the base.
+                parse(&a.chat_url(base, "m", false))?;
+                Urls::Adapter {
+                    base: base.to_string(),
+                    embeddings: url("/embeddings")?,
+                }
+            }
+            (None, Some(az)) => match azure::dated_version(az) {
                 Some(v) => {
-                    // Checked once here, so per-request URLs cannot fail on the base.
                     parse(&azure::deployment_url(base, "d", "chat/completions", v))?;
                     Urls::AzureDeployments {
                         base: base.to_string(),
@@ -147,19 +165,15 @@ impl Provider {
                     embeddings: parse(&azure::v1_url(base, "embeddings"))?,
                 },
             },
-            (_, None, None) => Urls::Fixed {
+            (None, None) => Urls::Fixed {
                 chat: url("/chat/completions")?,
                 embeddings: url("/embeddings")?,
             },
         };
-        if let Urls::PerModel { base } = &urls {
-            parse(&bedrock::model_url(base, "m", false))?;
-        }
         Ok(Self {
             name: config.name.clone(),
             kind: config.kind,
             urls,
-            auth_header,
             key_limits: (0..auth.len().max(1))
                 .map(|_| {
                     let l = config.key_limits;
@@ -171,10 +185,20 @@ impl Provider {
             } else {
                 auth.into_iter().map(Some).collect()
             },
-            region: config.aws.as_ref().map(|a| a.region.clone()),
+            publisher: config.vertex.as_ref().and_then(|v| v.publisher),
             timeouts: config.timeouts,
             client,
         })
+    }
+
+    /// The translator for `upstream_model` on this provider; `None` for the OpenAI-wire kinds. The one
+    /// dispatch point (request shaping, attempts): a Vertex provider picks its publisher's per model.
+    #[must_use]
+    pub fn adapter(&self, upstream_model: &str) -> Option<&'static dyn adapter::Adapter> {
+        match self.kind {
+            ProviderKind::Vertex => Some(vertex::adapter(self.publisher, upstream_model)),
+            kind => kind.adapter(),
+        }
     }
 
     /// Number of key slots (1 for a server that needs no key).
@@ -199,85 +223,91 @@ impl Provider {
         }
     }
 
-    /// The URL of one request to `upstream_model`.
+    /// The URL of one request to `upstream_model` (the OpenAI-wire kinds: a clone of a URL parsed once).
     fn url(
         &self,
         endpoint: Endpoint,
+        adapter: Option<&'static dyn adapter::Adapter>,
         upstream_model: &str,
         stream: bool,
     ) -> Result<reqwest::Url, GatewayError> {
-        let path = match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => "chat/completions",
-            Endpoint::Embeddings => "embeddings",
-        };
-        let built = match &self.urls {
-            Urls::Fixed { chat, embeddings } => {
-                return Ok(match endpoint {
-                    Endpoint::ChatCompletions | Endpoint::Messages => chat.clone(),
-                    Endpoint::Embeddings => embeddings.clone(),
-                })
-            }
-            Urls::AzureDeployments { base, api_version } => {
+        let built = match (&self.urls, endpoint) {
+            (
+                Urls::Fixed { embeddings, .. } | Urls::Adapter { embeddings, .. },
+                Endpoint::Embeddings,
+            ) => return Ok(embeddings.clone()),
+            (Urls::Fixed { chat, .. }, _) => return Ok(chat.clone()),
+            (Urls::AzureDeployments { base, api_version }, _) => {
+                let path = match endpoint {
+                    Endpoint::Embeddings => "embeddings",
+                    _ => "chat/completions",
+                };
                 azure::deployment_url(base, upstream_model, path, api_version)
             }
-            Urls::PerModel { base } => bedrock::model_url(base, upstream_model, stream),
+            (Urls::Adapter { base, .. }, _) => match adapter {
+                Some(a) => a.chat_url(base, upstream_model, stream),
+                None => format!("{base}/chat/completions"),
+            },
         };
-        reqwest::Url::parse(&built).map_err(|e| bad_url(&self.name, &e))
+        reqwest::Url::parse(&built).map_err(|e| {
+            GatewayError::Internal(format!(
+                "provider {} has no valid URL for model {upstream_model:?}: {e}",
+                self.name
+            ))
+        })
     }
 
-    /// A POST to `endpoint` for `upstream_model`, authenticated with key slot `key` (a SigV4 slot signs the
-    /// final URL and body here).
+    /// A POST to `endpoint` for `upstream_model`, authorized with key slot `key`: the one place requests are
+    /// built. The slot's [`KeyCredential`] adds a static header (the OpenAI-wire kinds: nothing allocated
+    /// beyond the URL clone), SigV4 or TC3 headers over the final URL and body, or a cached access token
+    /// (fetched now if none is valid), returned in [`Prepared::token`] so a refusal can invalidate exactly
+    /// that one. Adapter kinds add their fixed headers, and for streams their stream headers.
     ///
     /// # Errors
-    /// [`GatewayError::Internal`] when the URL cannot be built or the request cannot be signed.
-    pub fn post(
+    /// [`GatewayError::Internal`] when the URL cannot be built or the request cannot be signed; the token
+    /// endpoint's failure.
+    pub async fn prepare(
         &self,
         endpoint: Endpoint,
         body: bytes::Bytes,
         key: usize,
         upstream_model: &str,
         stream: bool,
-    ) -> Result<reqwest::RequestBuilder, GatewayError> {
-        let url = self.url(endpoint, upstream_model, stream)?;
-        let auth = self.keys.get(key).and_then(Option::as_ref);
-        let signed = match (auth, &self.region) {
-            (Some(KeyAuth::SigV4(credentials)), Some(region)) => {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                sigv4::sign(
-                    credentials,
-                    &sigv4::Scope::bedrock(region),
-                    &sigv4::Request {
-                        method: &Method::POST,
-                        url: url.as_str(),
-                        headers: &headers,
-                        body: &body,
-                    },
-                    SystemTime::now(),
-                    &sigv4::Options::default(),
-                )?
+    ) -> Result<Prepared, GatewayError> {
+        let adapter = self.adapter(upstream_model);
+        let url = self.url(endpoint, adapter, upstream_model, stream)?;
+        let (mut request, token) = match self.keys.get(key).and_then(Option::as_ref) {
+            Some(credential) => {
+                credential
+                    .apply(&self.client, url, body, adapter, &self.name)
+                    .await?
             }
-            _ => Vec::new(),
+            None => (
+                self.client
+                    .post(url)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body),
+                None,
+            ),
         };
-        let mut request = self
-            .client
-            .post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(adapter) = self.kind.adapter() {
+        if let Some(adapter) = adapter {
             for (name, value) in adapter.fixed_headers() {
                 request = request.header(*name, *value);
             }
+            if stream {
+                for (name, value) in adapter.stream_headers() {
+                    request = request.header(*name, *value);
+                }
+            }
         }
-        for (name, value) in signed {
-            request = request.header(name, value);
+        Ok(Prepared { request, token })
+    }
+
+    /// Forgets key slot `key`'s access `token` after the upstream refused it before its time (Vertex 401,
+    /// Qianfan 110 / 111), so the next request fetches a fresh one.
+    pub fn invalidate_token(&self, key: usize, token: &Secret) {
+        if let Some(Some(credential)) = self.keys.get(key) {
+            credential.invalidate(token);
         }
-        Ok(match auth {
-            Some(KeyAuth::Header(value)) => request.header(self.auth_header.clone(), value.clone()),
-            _ => request,
-        })
     }
 }

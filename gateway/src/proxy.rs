@@ -45,6 +45,7 @@ use crate::telemetry;
 pub use attempt::BodyStream;
 use attempt::{attempt, Answer, AttemptFailed, Attempted};
 use request::ClientRequest;
+pub use request::PathTarget;
 
 /// Output tokens assumed for rate limiting when a request sets no cap.
 const DEFAULT_OUTPUT_ESTIMATE: u32 = 1024;
@@ -70,6 +71,17 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    handle_at(state, endpoint, None, headers, body).await
+}
+
+/// Serves one request end to end; `target` is what its URL says (model, streaming) when its body does not.
+pub async fn handle_at(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    target: Option<PathTarget>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let principal = match state.keys.authenticate(&headers) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -80,7 +92,9 @@ pub async fn handle(
     };
     let gone = watch.gone.clone();
     let tasks = state.tasks.clone();
-    let task = tasks.spawn(serve(state, principal, endpoint, headers, body, gone));
+    let task = tasks.spawn(serve(
+        state, principal, endpoint, target, headers, body, gone,
+    ));
     let response = task.await.unwrap_or_else(|e| {
         GatewayError::Internal(format!("request task failed: {e}")).into_response()
     });
@@ -92,6 +106,7 @@ async fn serve(
     state: Arc<AppState>,
     principal: Arc<Principal>,
     endpoint: Endpoint,
+    target: Option<PathTarget>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     client_gone: Arc<AtomicBool>,
@@ -103,7 +118,13 @@ async fn serve(
         endpoint,
         client_gone,
     );
-    let mut request = match ClientRequest::read(endpoint, &headers, body, state.max_body_bytes) {
+    let mut request = match ClientRequest::read(
+        endpoint,
+        target.as_ref(),
+        &headers,
+        body,
+        state.max_body_bytes,
+    ) {
         Ok(r) => r,
         Err(e) => return ex.refuse(e),
     };
@@ -272,14 +293,16 @@ async fn reserve_budget(
     }
     let output_cap = match endpoint {
         Endpoint::Embeddings => 0,
-        Endpoint::ChatCompletions | Endpoint::Messages => match request.max_output_tokens {
-            Some(cap) => cap,
-            None => {
-                let cap = state.budgets.settings().default_max_tokens;
-                request.injected_max_tokens = Some(cap);
-                cap
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::GenerateContent => {
+            match request.max_output_tokens {
+                Some(cap) => cap,
+                None => {
+                    let cap = state.budgets.settings().default_max_tokens;
+                    request.injected_max_tokens = Some(cap);
+                    cap
+                }
             }
-        },
+        }
     };
     let prompt_bound = u64::try_from(request.raw.len()).unwrap_or(u64::MAX);
     let worst_case = plan

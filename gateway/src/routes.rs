@@ -4,6 +4,7 @@ mod admin;
 mod admin_usage;
 mod chat;
 mod embeddings;
+mod generate_content;
 mod health;
 mod messages;
 mod metrics;
@@ -27,6 +28,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/messages", post(messages::messages))
+        .route(
+            "/v1beta/models/{target}",
+            post(generate_content::generate_content),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .route("/healthz", get(health::healthz))

@@ -18,7 +18,8 @@
 //! - Every event carries `schema_version`. Adding an optional field (`#[serde(default)]`) keeps the version;
 //!   renaming, removing or changing the meaning of a field bumps it, and readers keep decoding every version
 //!   they have ever been sent.
-//! - Adding a value to an enum (`Endpoint::Messages` = `"messages"`, added for the Anthropic-format API) keeps
+//! - Adding a value to an enum (`Endpoint::Messages` = `"messages"`, added for the Anthropic-format API;
+//!   `Endpoint::GenerateContent` = `"generate_content"`, for the Gemini-format API) keeps
 //!   the version too, but it is a change readers must be ready for: a reader that matches enum values must
 //!   accept the new one (the ClickHouse and SQLite columns are plain strings, so stores need no migration).
 //! - `event_id` is a UUIDv7: time-ordered, unique per request, and the idempotency key of every store.

@@ -132,6 +132,9 @@ pub enum Endpoint {
     Embeddings,
     /// `POST /v1/messages`, the Anthropic-format API (added in schema version 1: readers must accept it).
     Messages,
+    /// `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent`, the Gemini-format API (added in
+    /// schema version 1: readers must accept it).
+    GenerateContent,
 }
 
 impl Endpoint {
@@ -141,6 +144,7 @@ impl Endpoint {
             Endpoint::ChatCompletions => "chat_completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::GenerateContent => "generate_content",
         }
     }
 }
@@ -200,6 +204,7 @@ mod tests {
             Endpoint::ChatCompletions,
             Endpoint::Embeddings,
             Endpoint::Messages,
+            Endpoint::GenerateContent,
         ] {
             assert_eq!(serde_json::to_value(e).expect("encodes"), e.as_str());
         }

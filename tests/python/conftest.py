@@ -1,5 +1,5 @@
-"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai` and
-`anthropic` SDKs.
+"""Fixtures that run a real Tollgate gateway in front of the mock upstream, for the official `openai`,
+`anthropic` and `google-genai` SDKs.
 
 Run: `.venv/bin/pytest tests/python -q` (after `cargo build -p tollgate-gateway -p tollgate-tests`).
 Binaries default to `target/debug/{tollgate,tollgate-mock-upstream}`; `TOLLGATE_BIN` and `TOLLGATE_MOCK_BIN`
@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 
 import anthropic
 import httpx
+from google import genai
+from google.genai import types as genai_types
 import openai
 import pytest
 
@@ -65,6 +67,29 @@ BEDROCK_MODELS = {"bedrock-sonnet": "anthropic.claude-sonnet-4-5-20250929-v1:0"}
 BEDROCK_ACCESS_KEY_ID = "AKIDMOCKBEDROCK"
 BEDROCK_SECRET_ACCESS_KEY = "mock/bedrock+secret/KEY0123456789abcdefghi"
 BEDROCK_REGION = "us-east-1"
+# Public model -> upstream model on the `gemini`-kind provider (the mock's Gemini API dialect; the gateway
+# escapes the directives in the URL path and the mock reads them back).
+GEMINI_MODELS = {
+    "gemini": "gemini-2.5-flash",
+    "gemini-429": "gemini-2.5-flash?status=429&retry_after=2",
+}
+# Public model -> (provider kind, upstream model) on the native Chinese providers (the mock's native_cn
+# dialects: TC3-signed Hunyuan, Qianfan v1 with its token endpoint, DashScope native).
+NATIVE_CN_MODELS = {
+    "hunyuan-native": ("hunyuan-native", "hunyuan-turbo"),
+    "ernie-v1": ("qianfan-v1", "completions_pro"),
+    "qwen-native": ("dashscope-native", "qwen-plus"),
+}
+# Deployments that always fail (each its own, since a failure cools or rests its key): public -> (kind, upstream
+# model with the mock directive, the expected HTTP status).
+NATIVE_CN_FAILING = {
+    f"{public}-{status}": (kind, f"{upstream}?status={status}", status)
+    for public, (kind, upstream) in NATIVE_CN_MODELS.items()
+    for status in (429, 402)
+}
+# The mock's Tencent SecretKey of AKIDmockTollgateA, given to the gateway through the environment.
+TC3_SECRET_ENV = "TOLLGATE_PYTEST_TC3_SECRET"
+TC3_SECRET = "tc3-mock-secret-key-a"
 
 # Key -> (key_id in the config, tenant, team), as the usage rows must show.
 KEY_IDENTITY = {
@@ -73,6 +98,8 @@ KEY_IDENTITY = {
 }
 
 METERED_PATHS = ("/v1/chat/completions", "/v1/embeddings", "/v1/messages")
+# The Gemini-format API: `/v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
+METERED_PREFIX = "/v1beta/models/"
 
 
 def _binary(env_var: str, name: str) -> Path:
@@ -115,9 +142,9 @@ class Gateway:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _count(self, request: Any) -> None:
-        if request.url.path in METERED_PATHS:
+        if request.url.path in METERED_PATHS or request.url.path.startswith(METERED_PREFIX):
             auth = request.headers.get("authorization", "").removeprefix("Bearer ")
-            auth = auth or request.headers.get("x-api-key", "")
+            auth = auth or request.headers.get("x-api-key", "") or request.headers.get("x-goog-api-key", "")
             with self._lock:
                 self.sent[auth] += 1
 
@@ -133,6 +160,19 @@ class Gateway:
         kwargs.setdefault("max_retries", 0)
         root = self.base_url.removesuffix("/v1")
         return anthropic.Anthropic(base_url=root, api_key=key, http_client=http_client, **kwargs)
+
+    def genai_client(self, key: str = FULL_KEY) -> genai.Client:
+        """A google-genai client on the gateway's Gemini-format API (`/v1beta/models/{model}:generateContent`),
+        without SDK retries, counted in `sent` like `client`. Keep it referenced while a lazy stream is read: it
+        closes its HTTP client when collected."""
+        root = self.base_url.removesuffix("/v1")
+        options = genai_types.HttpOptions(
+            base_url=root,
+            api_version="v1beta",
+            client_args={"event_hooks": {"request": [self._count]}},
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=key, http_options=options)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
@@ -208,6 +248,28 @@ def _config(listen: str, db: Path, mock_port: int) -> str:
     ]
     for public, upstream in BEDROCK_MODELS.items():
         lines += [f'[models."{public}"]', f'deployments = [{{ provider = "bedrock", model = "{upstream}" }}]']
+    lines += [
+        "[providers.gem]",
+        'kind = "gemini"',
+        f'base_url = "http://127.0.0.1:{mock_port}/gemini/v1beta"',
+        'api_keys = ["AIza-test"]',
+    ]
+    for public, upstream in GEMINI_MODELS.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "gem", model = "{upstream}" }}]']
+    native = {
+        "hunyuan-native": (f"http://127.0.0.1:{mock_port}/hunyuan", f'"AKIDmockTollgateA:${{{TC3_SECRET_ENV}}}"'),
+        "qianfan-v1": (
+            f"http://127.0.0.1:{mock_port}/qianfan/rpc/2.0/ai_custom/v1/wenxinworkshop",
+            '"qf-mock-ak-a:qf-mock-sk-a"',
+        ),
+        "dashscope-native": (f"http://127.0.0.1:{mock_port}/dashscope/api/v1", '"sk-dsn-python"'),
+    }
+    for kind, (base_url, key) in native.items():
+        lines += [f'[providers."{kind}"]', f'kind = "{kind}"', f'base_url = "{base_url}"', f"api_keys = [{key}]"]
+    failing = {public: (kind, upstream) for public, (kind, upstream, _) in NATIVE_CN_FAILING.items()}
+    for public, (kind, upstream) in {**NATIVE_CN_MODELS, **failing}.items():
+        lines += [f'[models."{public}"]', f'deployments = [{{ provider = "{kind}", model = "{upstream}" }}]']
+    lines += ["[pricing.rates]", 'CNY = "0.14"']
     full_id, full_tenant, full_team = KEY_IDENTITY[FULL_KEY]
     lim_id, lim_tenant, lim_team = KEY_IDENTITY[LIMITED_KEY]
     lines += [
@@ -248,7 +310,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     db = tmp / "usage.db"
     config = tmp / "tollgate.toml"
     config.write_text(_config(f"127.0.0.1:{port}", db, mock_port))
-    env = {**os.environ, LIMITED_KEY_ENV: LIMITED_KEY, "TOLLGATE_LOG": "info"}
+    env = {**os.environ, LIMITED_KEY_ENV: LIMITED_KEY, TC3_SECRET_ENV: TC3_SECRET, "TOLLGATE_LOG": "info"}
     proc = subprocess.Popen(
         [str(gateway_bin), "--config", str(config)],
         stdout=subprocess.PIPE,

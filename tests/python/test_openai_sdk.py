@@ -22,7 +22,21 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageToolCall
 
-from conftest import ANTHROPIC_MODELS, AZURE_MODELS, BEDROCK_MODELS, FULL_KEY, KEY_IDENTITY, LIMITED_KEY, LIMITED_MODELS, MODELS, WRONG_KEY, Gateway
+from conftest import (
+    ANTHROPIC_MODELS,
+    AZURE_MODELS,
+    BEDROCK_MODELS,
+    FULL_KEY,
+    GEMINI_MODELS,
+    KEY_IDENTITY,
+    LIMITED_KEY,
+    LIMITED_MODELS,
+    MODELS,
+    NATIVE_CN_FAILING,
+    NATIVE_CN_MODELS,
+    WRONG_KEY,
+    Gateway,
+)
 
 # Mock upstream: prompt_tokens = words in all message contents + 3; 4 content chunks "tok0 ".."tok3 ",
 # completion_tokens = chunks.
@@ -298,7 +312,9 @@ def test_embeddings_list_input(gateway: Gateway) -> None:
 
 def test_models_list_for_a_key_allowed_everything(gateway: Gateway) -> None:
     models = list(gateway.client().models.list())
-    assert sorted(m.id for m in models) == sorted([*MODELS, *ANTHROPIC_MODELS, *AZURE_MODELS, *BEDROCK_MODELS])
+    assert sorted(m.id for m in models) == sorted(
+        [*MODELS, *ANTHROPIC_MODELS, *AZURE_MODELS, *BEDROCK_MODELS, *GEMINI_MODELS, *NATIVE_CN_MODELS, *NATIVE_CN_FAILING]
+    )
     assert all(m.object == "model" for m in models)
 
 

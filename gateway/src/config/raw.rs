@@ -42,6 +42,19 @@ pub struct RawProvider {
     pub azure: Option<super::cloud::RawAzure>,
     /// AWS region and credentials (kind `bedrock`).
     pub aws: Option<super::cloud::RawAws>,
+    /// Vertex AI: Google Cloud project id.
+    pub project: Option<String>,
+    /// The cloud region: Vertex AI's (`us-central1`, `global`, …, required), or the one a TC3-signed request
+    /// names (`hunyuan-native`: `X-TC-Region`, optional).
+    pub region: Option<String>,
+    /// Vertex AI: path of the service-account key file.
+    pub service_account_file: Option<String>,
+    /// Vertex AI: name of an environment variable holding the key file's JSON.
+    pub service_account_env: Option<String>,
+    /// Vertex AI: OAuth token endpoint (default: the key file's `token_uri`).
+    pub token_url: Option<String>,
+    /// Vertex AI: `google` or `anthropic` for every model (default: from the model id).
+    pub publisher: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -318,3 +318,117 @@ fn reports_default_to_the_embedded_store_and_validate_clickhouse_settings() {
     let err = Config::from_toml(&orphan, &env).unwrap_err();
     assert_eq!(err.issues[0].path, "reports.clickhouse_database");
 }
+
+#[test]
+fn vertex_providers_take_a_project_region_and_service_account() {
+    let sa = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/google-service-account/service-account.json"
+    ))
+    .unwrap();
+    let text = r#"
+[providers.vtx]
+kind = "vertex"
+project = "proj-1"
+region = "europe-west4"
+service_account_env = "SA_JSON"
+publisher = "anthropic"
+
+[providers.gem]
+kind = "gemini"
+api_key = "AIza-1"
+
+[models.m]
+deployments = [{ provider = "vtx", model = "claude-sonnet-4-5@20250929" }, { provider = "gem", model = "gemini-2.5-flash" }]
+"#;
+    let c = Config::from_toml(text, &env_of(&[("SA_JSON", &sa)])).unwrap();
+    let vtx = c.providers.iter().find(|p| p.name == "vtx").unwrap();
+    assert_eq!(
+        vtx.base_url.as_str(),
+        "https://europe-west4-aiplatform.googleapis.com/"
+    );
+    let v = vtx.vertex.as_ref().unwrap();
+    assert_eq!(
+        (v.project.as_str(), v.region.as_str()),
+        ("proj-1", "europe-west4")
+    );
+    assert_eq!(
+        v.publisher,
+        Some(crate::provider::vertex::Publisher::Anthropic)
+    );
+    assert!(vtx.api_keys.is_empty());
+    let gem = c.providers.iter().find(|p| p.name == "gem").unwrap();
+    assert_eq!(
+        gem.base_url.as_str(),
+        "https://generativelanguage.googleapis.com/v1beta"
+    );
+    assert!(gem.vertex.is_none());
+
+    // Everything wrong at once; the key file's content is never echoed.
+    let bad = r#"
+[providers.vtx]
+kind = "vertex"
+project = "Proj 1"
+service_account_env = "SA_JSON"
+api_keys = ["k"]
+publisher = "meta"
+
+[providers.oa]
+kind = "openai"
+api_key = "sk"
+region = "us-central1"
+
+[models.m]
+deployments = [{ provider = "vtx", model = "gemini-2.5-flash" }]
+"#;
+    let broken = sa.replace("PRIVATE KEY", "EC PRIVATE KEY");
+    let err = Config::from_toml(bad, &env_of(&[("SA_JSON", &broken)])).unwrap_err();
+    let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+    for path in [
+        "providers.vtx.project",
+        "providers.vtx.region",
+        "providers.vtx.api_keys",
+        "providers.vtx",
+        "providers.oa.region",
+    ] {
+        assert!(paths.contains(&path), "{path} missing in {err}");
+    }
+    let key_line = sa.split("\\n").nth(1).unwrap();
+    assert!(!err.to_string().contains(key_line), "{err}");
+}
+
+#[test]
+fn signed_kinds_take_id_secret_pairs_and_a_region() {
+    let env = env_of(&[
+        ("TOLLGATE_API_KEY", "x"),
+        ("OPENAI_API_KEY", "sk-1"),
+        ("TC_KEY", "tc-secret"),
+    ]);
+    let with = |provider: &str| {
+        format!("{GOOD}\n{provider}\n[models.\"native\"]\ndeployments = [{{ provider = \"n\", model = \"m\" }}]\n")
+    };
+    let good = with("[providers.n]\nkind = \"hunyuan-native\"\napi_keys = [\"AKID1:${TC_KEY}\"]\nregion = \"ap-guangzhou\"");
+    let c = Config::from_toml(&good, &env).unwrap();
+    let n = c.providers.iter().find(|p| p.name == "n").unwrap();
+    assert_eq!(n.region.as_deref(), Some("ap-guangzhou"));
+    assert_eq!(n.base_url.as_str(), "https://hunyuan.tencentcloudapi.com/");
+    for kind in ["hunyuan-native", "qianfan-v1"] {
+        let bad = with(&format!(
+            "[providers.n]\nkind = \"{kind}\"\napi_keys = [\"${{TC_KEY}}\"]"
+        ));
+        let err = Config::from_toml(&bad, &env).unwrap_err();
+        assert!(
+            err.issues
+                .iter()
+                .any(|i| i.path == "providers.n.api_keys" && i.message.contains("ID:SECRET")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("tc-secret"));
+    }
+    // A bearer kind takes its key as it is.
+    assert!(Config::from_toml(
+        &with("[providers.n]\nkind = \"dashscope-native\"\napi_keys = [\"sk-ds\"]"),
+        &env
+    )
+    .is_ok());
+}

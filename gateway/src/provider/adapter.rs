@@ -6,15 +6,22 @@
 //!
 //! | step | OpenAI-wire kinds | adapter kinds |
 //! |---|---|---|
-//! | URL, auth header | `{base}/chat/completions`, `Authorization: Bearer` | [`Adapter::chat_url`] (or a per-model URL built by the provider: Bedrock), [`Adapter::auth_header`], [`Adapter::fixed_headers`]; SigV4 is signed over the final URL and body in [`super::Provider::post`] |
+//! | dispatch | — | [`super::Provider::adapter`] (per model: Vertex picks its publisher's) |
+//! | URL, headers | `{base}/chat/completions` (Azure: its deployment / v1 URLs) | [`Adapter::chat_url`] (per model and stream), [`Adapter::fixed_headers`], [`Adapter::stream_headers`] |
+//! | credentials | the key's static header | [`Adapter::auth_scheme`] says what a configured key is (a static [`Adapter::auth_header`], a TC3 `ID:SECRET` pair, a Qianfan client-credentials pair); SigV4 (`aws`) and service accounts (`vertex`) come from their own config. All are applied per key slot by [`super::Provider::prepare`] ([`super::credentials`]) |
 //! | request body | client bytes (rewritten only for quirks) | [`Adapter::chat_request`] (or [`Adapter::native_request`]) |
 //! | plain answer | passed through | [`Adapter::chat_response`] → `chat.completion` JSON |
 //! | stream | passed through | [`StreamTranslator`] fed every read → `chat.completion.chunk` SSE, `[DONE]` |
 //! | error answer | `upstream_error::classify` | [`Adapter::classify_error`] |
+//! | error inside a 2xx answer | — | [`Adapter::answer_error`] (Tencent, Baidu, DashScope: errors come with HTTP 200) |
+//! | refused access token | — | [`Adapter::token_rejected`] (Vertex 401, Qianfan 110 / 111): the token is dropped and the request sent once more |
 //!
 //! Limits, retries, failover, cooldown, metering and events stay in the orchestrator, once. The OpenAI-wire
-//! kinds never reach this module ([`super::ProviderKind::adapter`] is `None`): their path has no added
+//! kinds never reach this module ([`super::Provider::adapter`] is `None`): their path has no added
 //! allocation.
+//!
+//! Credentials are the [`super::Provider`]'s key slots, not the adapter's: [`super::Provider::prepare`] signs
+//! or fetches per request; the adapter's [`Adapter::auth_header`] formats a key or a header-borne token.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
@@ -26,14 +33,17 @@ use crate::error::GatewayError;
 /// Translation and signing for one non-OpenAI wire format. Implementations are stateless (`'static`);
 /// per-stream state lives in the [`StreamTranslator`] they hand out.
 pub trait Adapter: Sync {
-    /// The chat endpoint under a configured base URL (no trailing `/`).
-    fn chat_url(&self, base: &str) -> String;
+    /// The chat endpoint for `upstream_model` under a configured base URL (no trailing `/`); `stream` picks the
+    /// streaming method where the upstream has its own (Gemini's `:streamGenerateContent?alt=sse`).
+    fn chat_url(&self, base: &str, upstream_model: &str, stream: bool) -> String;
 
     /// The header that carries an API key, and the value for `key` (the caller marks it sensitive).
     fn auth_header(&self, key: &str) -> (HeaderName, String);
 
     /// Headers every request carries (API version, …).
-    fn fixed_headers(&self) -> &'static [(&'static str, &'static str)];
+    fn fixed_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 
     /// An OpenAI chat-completions body → the upstream's body, naming `upstream_model`.
     ///
@@ -46,20 +56,30 @@ pub trait Adapter: Sync {
         stream: bool,
     ) -> Result<Bytes, GatewayError>;
 
-    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic):
+    /// The inbound endpoint whose body is already in this upstream's format (`/v1/messages` for Anthropic,
+    /// `:generateContent` for Gemini):
     /// such a request is sent as the client wrote it ([`Adapter::native_request`]), so nothing is lost.
-    fn native_endpoint(&self) -> Option<Endpoint>;
+    /// Default: none.
+    fn native_endpoint(&self) -> Option<Endpoint> {
+        None
+    }
 
-    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set.
+    /// A body in the upstream's own format → the body to send: only the model (and required defaults) set,
+    /// and `cap`, an output cap the gateway adds (a budgeted request that set none), where the body has none.
+    ///
+    /// Default (no native endpoint, so never called): the body as it is.
     ///
     /// # Errors
     /// [`GatewayError::MalformedJson`] when the body is not a JSON object.
     fn native_request(
         &self,
         native: &[u8],
-        upstream_model: &str,
-        stream: bool,
-    ) -> Result<Bytes, GatewayError>;
+        _upstream_model: &str,
+        _stream: bool,
+        _cap: Option<u32>,
+    ) -> Result<Bytes, GatewayError> {
+        Ok(Bytes::copy_from_slice(native))
+    }
 
     /// A successful non-streamed upstream body → an OpenAI `chat.completion` JSON object, usage in OpenAI's
     /// shape (`prompt_tokens_details.cached_tokens` / `cache_write_tokens`,
@@ -81,6 +101,52 @@ pub trait Adapter: Sync {
         headers: &HeaderMap,
         body: &[u8],
     ) -> GatewayError;
+
+    /// How requests are authenticated (default: the static [`Adapter::auth_header`] per key).
+    fn auth_scheme(&self) -> AuthScheme {
+        AuthScheme::Header
+    }
+
+    /// Headers only streamed requests carry (DashScope's `X-DashScope-SSE: enable`).
+    fn stream_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// An error carried by a 2xx answer (a plain body, or a stream answered with JSON instead of SSE), for
+    /// upstreams that report errors with HTTP 200; `None` when `body` is not an error.
+    fn answer_error(
+        &self,
+        _provider: &str,
+        _headers: &HeaderMap,
+        _body: &[u8],
+    ) -> Option<GatewayError> {
+        None
+    }
+
+    /// Whether an answer says the access token it carried was refused before its time (revoked, rotated,
+    /// expired early): the token is dropped and the request sent once more with a fresh one. Asked only of
+    /// requests that carried a token, for error statuses and for [`Adapter::answer_error`] bodies. Default:
+    /// HTTP 401 (Vertex); Qianfan v1 says so with error 110 / 111 inside an HTTP 200.
+    fn token_rejected(&self, status: StatusCode, _body: &[u8]) -> bool {
+        status == StatusCode::UNAUTHORIZED
+    }
+}
+
+/// How an adapter kind's requests carry credentials. Keys of the non-header schemes are configured as
+/// `ID:SECRET` pairs in `api_keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// One static header per key ([`Adapter::auth_header`]).
+    Header,
+    /// Tencent Cloud TC3-HMAC-SHA256 over each request (`SecretId:SecretKey`).
+    Tc3 {
+        service: &'static str,
+        action: &'static str,
+        version: &'static str,
+    },
+    /// An OAuth client-credentials access token in the `access_token` query parameter (`ApiKey:SecretKey`),
+    /// fetched from `{scheme}://{host}/oauth/2.0/token` of the base URL and cached (Baidu Qianfan v1).
+    QueryToken,
 }
 
 /// Turns one upstream stream (SSE, or a binary framing such as AWS event-stream) into OpenAI SSE, read by read. Each call returns the complete

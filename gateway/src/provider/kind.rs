@@ -29,6 +29,17 @@ pub enum ProviderKind {
     /// AWS Bedrock Converse / ConverseStream (not OpenAI wire: translated by [`super::bedrock`], SigV4 or a
     /// Bedrock API key).
     Bedrock,
+    /// Google Gemini API, `generateContent` (not OpenAI wire: translated by [`super::gemini`]).
+    Gemini,
+    /// Google Vertex AI: Gemini (`publishers/google`) and Claude (`publishers/anthropic`) models, OAuth2
+    /// service-account auth ([`super::vertex`]).
+    Vertex,
+    /// Tencent Hunyuan's native API 3.0, TC3-signed ([`super::hunyuan_native`]).
+    HunyuanNative,
+    /// Baidu Qianfan v1 (`wenxinworkshop`), OAuth access token in the query ([`super::qianfan_v1`]).
+    QianfanV1,
+    /// Alibaba DashScope's native text-generation API ([`super::dashscope_native`]).
+    DashScopeNative,
 }
 
 /// Which field carries the output-token cap upstream.
@@ -41,7 +52,7 @@ pub enum MaxTokensField {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 16] = [
+    pub const ALL: [ProviderKind; 21] = [
         Self::OpenAi,
         Self::Moonshot,
         Self::ZeroOne,
@@ -58,6 +69,11 @@ impl ProviderKind {
         Self::Anthropic,
         Self::Azure,
         Self::Bedrock,
+        Self::Gemini,
+        Self::Vertex,
+        Self::HunyuanNative,
+        Self::QianfanV1,
+        Self::DashScopeNative,
     ];
 
     /// The name used in config files and on usage events.
@@ -80,6 +96,11 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Azure => "azure",
             Self::Bedrock => "bedrock",
+            Self::Gemini => "gemini",
+            Self::Vertex => "vertex",
+            Self::HunyuanNative => "hunyuan-native",
+            Self::QianfanV1 => "qianfan-v1",
+            Self::DashScopeNative => "dashscope-native",
         }
     }
 
@@ -106,18 +127,32 @@ impl ProviderKind {
             Self::LlamaCpp => "http://127.0.0.1:8080/v1",
             // The API root, as the Anthropic SDKs take it (`/v1/messages` is appended).
             Self::Anthropic => "https://api.anthropic.com",
-            // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs).
-            Self::OpenAiCompatible | Self::Azure | Self::Bedrock => return None,
+            // The API version root (`/models/{model}:generateContent` is appended).
+            Self::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            // TC3 signs the host; the action is a header, the path is always `/`.
+            Self::HunyuanNative => "https://hunyuan.tencentcloudapi.com",
+            // `/chat/{endpoint}` is appended; the token endpoint is `/oauth/2.0/token` on the same host.
+            Self::QianfanV1 => "https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop",
+            Self::DashScopeNative => "https://dashscope.aliyuncs.com/api/v1",
+            // Azure: the resource's own endpoint; Bedrock: derived from `aws.region` (config/cloud.rs);
+            // Vertex's host follows the region (`https://{region}-aiplatform.googleapis.com`): config derives it.
+            Self::OpenAiCompatible | Self::Azure | Self::Bedrock | Self::Vertex => return None,
         })
     }
 
     /// Hosted services need a key; self-hosted servers run without one unless started with `--api-key`.
-    /// Bedrock takes either API keys or AWS credentials (checked in `config/cloud.rs`).
+    /// Bedrock takes either API keys or AWS credentials (checked in `config/cloud.rs`); Vertex AI
+    /// authenticates with a service account instead (its own config fields).
     #[must_use]
     pub fn requires_api_key(self) -> bool {
         !matches!(
             self,
-            Self::Vllm | Self::Ollama | Self::LlamaCpp | Self::OpenAiCompatible | Self::Bedrock
+            Self::Vllm
+                | Self::Ollama
+                | Self::LlamaCpp
+                | Self::OpenAiCompatible
+                | Self::Bedrock
+                | Self::Vertex
         )
     }
 
@@ -140,7 +175,12 @@ impl ProviderKind {
             | Self::SophNet
             | Self::Ollama
             | Self::Anthropic
-            | Self::Bedrock => MaxTokensField::MaxTokens,
+            | Self::Bedrock
+            | Self::Gemini
+            | Self::Vertex
+            | Self::HunyuanNative
+            | Self::QianfanV1
+            | Self::DashScopeNative => MaxTokensField::MaxTokens,
         }
     }
 
@@ -148,16 +188,32 @@ impl ProviderKind {
     /// Zhipu always sends usage in its last chunk and documents no `stream_options`.
     #[must_use]
     pub fn needs_include_usage_flag(self) -> bool {
-        !matches!(self, Self::Zhipu | Self::Anthropic | Self::Bedrock)
+        !matches!(
+            self,
+            Self::Zhipu
+                | Self::Anthropic
+                | Self::Bedrock
+                | Self::Gemini
+                | Self::Vertex
+                | Self::HunyuanNative
+                | Self::QianfanV1
+                | Self::DashScopeNative
+        )
     }
 
     /// The translator of a kind whose wire format is not OpenAI's; `None` for the OpenAI-wire kinds, whose
-    /// requests and answers take the zero-copy path.
+    /// requests and answers take the zero-copy path. Vertex's is Gemini's; [`super::Provider::adapter`]
+    /// picks the Anthropic one for Claude models (the publisher follows the model).
     #[must_use]
     pub fn adapter(self) -> Option<&'static dyn Adapter> {
         match self {
             Self::Anthropic => Some(&super::anthropic::Anthropic),
             Self::Bedrock => Some(&super::bedrock::Bedrock),
+            Self::Gemini => Some(&super::gemini::Gemini),
+            Self::Vertex => Some(&super::vertex::VertexGemini),
+            Self::HunyuanNative => Some(&super::hunyuan_native::HunyuanNative),
+            Self::QianfanV1 => Some(&super::qianfan_v1::QianfanV1),
+            Self::DashScopeNative => Some(&super::dashscope_native::DashScopeNative),
             _ => None,
         }
     }
@@ -189,7 +245,10 @@ mod tests {
                 kind.default_base_url().is_none(),
                 matches!(
                     kind,
-                    ProviderKind::OpenAiCompatible | ProviderKind::Azure | ProviderKind::Bedrock
+                    ProviderKind::OpenAiCompatible
+                        | ProviderKind::Azure
+                        | ProviderKind::Bedrock
+                        | ProviderKind::Vertex
                 )
             );
         }

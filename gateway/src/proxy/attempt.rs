@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 use tollgate_schemas::Endpoint;
 
+use crate::config::Secret;
 use crate::error::GatewayError;
-use crate::provider::adapter::StreamTranslator;
-use crate::provider::upstream_error;
+use crate::provider::adapter::{Adapter, StreamTranslator};
+use crate::provider::{upstream_error, Provider};
 use crate::retry::retry_hint;
 use crate::routing::Candidate;
 
@@ -56,6 +57,9 @@ impl From<GatewayError> for AttemptFailed {
 }
 
 /// Sends `body` to `candidate`, waiting at most `first_byte` (and never past `deadline`) for its first byte.
+/// An adapter kind's error inside a 2xx answer fails the attempt like any error status; an access token the
+/// upstream refused before its time ([`Adapter::token_rejected`]: Vertex 401, Qianfan 110 / 111) is dropped
+/// and the request sent once more with a fresh one — a second refusal is the answer.
 pub async fn attempt(
     candidate: &Candidate,
     endpoint: Endpoint,
@@ -76,80 +80,184 @@ pub async fn attempt(
         hint: None,
         cut_by_deadline: by_deadline,
     };
-    let upstream_model = candidate.deployment.upstream_model.as_str();
-    let request = provider.post(endpoint, body, candidate.key, upstream_model, stream)?;
-    let response = match tokio::time::timeout_at(until, request.send()).await {
-        Err(_) => return Err(timed_out()),
-        Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
-        Ok(Ok(r)) => r,
-    };
-    let status = response.status();
-    let headers = response.headers().clone();
-    if !status.is_success() {
-        let body = read_capped(response, until, MAX_ERROR_BODY)
+    let model = candidate.deployment.upstream_model.as_str();
+    let adapter = provider.adapter(model);
+    let mut refreshed = false;
+    loop {
+        let prepare = provider.prepare(endpoint, body.clone(), candidate.key, model, stream);
+        let prepared = match tokio::time::timeout_at(until, prepare).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(p)) => p,
+        };
+        let response = match tokio::time::timeout_at(until, prepared.request.send()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        // Whether the upstream refused the access token this request carried (never for key-signed slots).
+        let token_refused = |body: &[u8]| {
+            !refreshed
+                && prepared.token.is_some()
+                && adapter.map_or(status == StatusCode::UNAUTHORIZED, |a| {
+                    a.token_rejected(status, body)
+                })
+        };
+        if !status.is_success() {
+            let body = read_capped(response, until, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            if token_refused(&body) {
+                refresh(provider, candidate.key, prepared.token.as_ref());
+                refreshed = true;
+                continue;
+            }
+            let error = match adapter {
+                Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
+                None => {
+                    upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
+                }
+            };
+            return Err(failed_with(error, &headers));
+        }
+        // An adapter's whole-JSON answer (plain, or a stream request answered with JSON): it may be an error.
+        if let Some(adapter) = adapter.filter(|_| !stream || is_json(&headers)) {
+            let body = if stream {
+                read_capped(response, until, MAX_ERROR_BODY)
+                    .await
+                    .unwrap_or_default()
+                    .into()
+            } else {
+                match tokio::time::timeout_at(until, response.bytes()).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(e)) => return Err(transport_error(&provider.name, &e, limit).into()),
+                    Ok(Ok(body)) => body,
+                }
+            };
+            if let Some(error) = adapter.answer_error(&provider.name, &headers, &body) {
+                if token_refused(&body) {
+                    refresh(provider, candidate.key, prepared.token.as_ref());
+                    refreshed = true;
+                    continue;
+                }
+                return Err(failed_with(error, &headers));
+            }
+            let failed = |message: String| GatewayError::UpstreamFailed {
+                provider: provider.name.clone(),
+                status: Some(200),
+                message,
+            };
+            if stream {
+                return Err(
+                    failed("the upstream answered a stream request with JSON".into()).into(),
+                );
+            }
+            let body = adapter.chat_response(&body, model).map_err(failed)?;
+            return Ok(Attempted {
+                answer: Answer::Plain(body),
+                status: status.as_u16(),
+                headers,
+            });
+        }
+        return if stream {
+            first_chunk(
+                provider, response, adapter, model, until, limit, status, headers,
+            )
             .await
-            .unwrap_or_default();
-        let error = match provider.kind.adapter() {
-            Some(adapter) => adapter.classify_error(&provider.name, status, &headers, &body),
-            None => {
-                upstream_error::classify(&provider.name, provider.kind, status, &headers, &body)
+            .map_err(|e| e.unwrap_or_else(timed_out))
+        } else {
+            match tokio::time::timeout_at(until, response.bytes()).await {
+                Err(_) => Err(timed_out()),
+                Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
+                Ok(Ok(body)) => Ok(Attempted {
+                    answer: Answer::Plain(body),
+                    status: status.as_u16(),
+                    headers,
+                }),
             }
         };
-        return Err(AttemptFailed {
-            error,
-            hint: retry_hint(&headers),
-            cut_by_deadline: false,
-        });
     }
-    if stream {
-        let mut rest: BodyStream = Box::pin(response.bytes_stream());
-        return match tokio::time::timeout_at(until, rest.next()).await {
-            Err(_) => Err(timed_out()),
-            Ok(None) => Err(GatewayError::UpstreamFailed {
+}
+
+/// Drops key slot `key`'s refused access token, so the next `prepare` fetches a fresh one.
+fn refresh(provider: &Provider, key: usize, token: Option<&Secret>) {
+    tracing::info!(target: "tollgate::proxy", provider = %provider.name, key,
+        "the upstream refused the cached access token; fetching a fresh one");
+    if let Some(token) = token {
+        provider.invalidate_token(key, token);
+    }
+}
+
+/// A failed attempt with its retry hint: the answer's headers, else one the adapter read from the body
+/// (Gemini's `RetryInfo`).
+fn failed_with(error: GatewayError, headers: &HeaderMap) -> AttemptFailed {
+    let hint = retry_hint(headers).or_else(|| body_hint(&error));
+    AttemptFailed {
+        error,
+        hint,
+        cut_by_deadline: false,
+    }
+}
+
+/// Whether an answer says it is JSON (not an event stream).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
+/// Waits for a stream's first chunk (an adapter's translation of it); `Err(None)`: timed out.
+#[allow(clippy::too_many_arguments)]
+async fn first_chunk(
+    provider: &Provider,
+    response: reqwest::Response,
+    adapter: Option<&'static dyn Adapter>,
+    model: &str,
+    until: Instant,
+    limit: Duration,
+    status: StatusCode,
+    headers: HeaderMap,
+) -> Result<Attempted, Option<AttemptFailed>> {
+    let mut rest: BodyStream = Box::pin(response.bytes_stream());
+    match tokio::time::timeout_at(until, rest.next()).await {
+        Err(_) => Err(None),
+        Ok(None) => Err(Some(
+            GatewayError::UpstreamFailed {
                 provider: provider.name.clone(),
                 status: Some(200),
                 message: "the upstream ended the stream before sending anything".into(),
             }
-            .into()),
-            Ok(Some(Err(e))) => Err(transport_error(&provider.name, &e, limit).into()),
-            Ok(Some(Ok(first))) => {
-                let (first, rest) = match provider.kind.adapter() {
-                    Some(adapter) => {
-                        translated(adapter.stream_translator(upstream_model), first, rest)
-                    }
-                    None => (first, rest),
-                };
-                Ok(Attempted {
-                    answer: Answer::Stream { first, rest },
-                    status: status.as_u16(),
-                    headers,
-                })
-            }
-        };
-    }
-    match tokio::time::timeout_at(until, response.bytes()).await {
-        Err(_) => Err(timed_out()),
-        Ok(Err(e)) => Err(transport_error(&provider.name, &e, limit).into()),
-        Ok(Ok(body)) => {
-            let body = match provider.kind.adapter() {
-                Some(adapter) => {
-                    adapter
-                        .chat_response(&body, upstream_model)
-                        .map_err(|message| GatewayError::UpstreamFailed {
-                            provider: provider.name.clone(),
-                            status: Some(200),
-                            message,
-                        })?
-                }
-                None => body,
+            .into(),
+        )),
+        Ok(Some(Err(e))) => Err(Some(transport_error(&provider.name, &e, limit).into())),
+        Ok(Some(Ok(first))) => {
+            let (first, rest) = match adapter {
+                Some(adapter) => translated(adapter.stream_translator(model), first, rest),
+                None => (first, rest),
             };
             Ok(Attempted {
-                answer: Answer::Plain(body),
+                answer: Answer::Stream { first, rest },
                 status: status.as_u16(),
                 headers,
             })
         }
     }
+}
+
+/// The retry hint an adapter read from an error body (it sets the error's `retry-after`, whole seconds).
+fn body_hint(error: &GatewayError) -> Option<Duration> {
+    let GatewayError::UpstreamRejected(e) = error else {
+        return None;
+    };
+    let secs: u64 = e.retry_after.as_ref()?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_secs(secs).min(crate::retry::MAX_HINT))
 }
 
 /// An upstream stream seen through `translator`: every read becomes the OpenAI SSE it completes (possibly

@@ -1,7 +1,9 @@
 //! Reading a client's request: checked once, kept as the client's bytes.
 //!
-//! An Anthropic-format request (`/v1/messages`) is translated once into the OpenAI shape the orchestrator
-//! reads (`raw`), and its own bytes are kept (`native`) for Anthropic deployments, which get them unchanged.
+//! An Anthropic-format request (`/v1/messages`) or a Gemini-format one (`:generateContent`, whose model and
+//! streaming come from the URL: [`PathTarget`]) is translated once into the OpenAI shape the orchestrator
+//! reads (`raw`), and its own bytes are kept (`native`) for deployments of that format, which get them
+//! unchanged.
 
 use axum::extract::rejection::BytesRejection;
 use bytes::Bytes;
@@ -15,6 +17,14 @@ use crate::error::GatewayError;
 use crate::provider::adapter::Adapter;
 use crate::provider::request::{self, RequestFacts};
 use crate::routing::Deployment;
+
+/// The model and streaming of a request whose URL names them (Gemini's
+/// `models/{model}:streamGenerateContent`), not its body.
+#[derive(Debug, Clone)]
+pub struct PathTarget {
+    pub model: String,
+    pub stream: bool,
+}
 
 /// The fields of a request the gateway reads. serde skips every other field without building it, so a large
 /// prompt is scanned once and never copied.
@@ -39,9 +49,9 @@ struct Peek<'a> {
 /// A client's request, read and checked; the body is kept as the client's bytes.
 pub struct ClientRequest {
     /// The body in OpenAI chat / embeddings shape: the client's bytes, or the translation of a `/v1/messages`
-    /// body.
+    /// or `:generateContent` body.
     pub raw: Bytes,
-    /// A `/v1/messages` body as the client sent it.
+    /// A `/v1/messages` or `:generateContent` body as the client sent it.
     pub native: Option<Bytes>,
     pub model: String,
     pub stream: bool,
@@ -69,6 +79,7 @@ fn invalid(message: &str, param: &'static str) -> GatewayError {
 impl ClientRequest {
     pub fn read(
         endpoint: Endpoint,
+        target: Option<&PathTarget>,
         headers: &HeaderMap,
         body: Result<Bytes, BytesRejection>,
         limit: usize,
@@ -98,10 +109,18 @@ impl ClientRequest {
                 "the request body must be a JSON object".into(),
             ));
         }
-        let (raw, native) = if endpoint == Endpoint::Messages {
-            (crate::messages::request::to_openai(&raw)?, Some(raw))
-        } else {
-            (raw, None)
+        let (raw, native) = match (endpoint, target) {
+            (Endpoint::Messages, _) => (crate::messages::request::to_openai(&raw)?, Some(raw)),
+            (Endpoint::GenerateContent, Some(target)) => (
+                crate::generate_content::request::to_openai(&raw, &target.model, target.stream)?,
+                Some(raw),
+            ),
+            (Endpoint::GenerateContent, None) => {
+                return Err(GatewayError::Internal(
+                    "a generateContent request without its model".into(),
+                ))
+            }
+            _ => (raw, None),
         };
         let peek: Peek<'_> =
             serde_json::from_slice(&raw).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
@@ -164,7 +183,7 @@ impl ClientRequest {
         deployment: &Deployment,
     ) -> Result<Bytes, GatewayError> {
         let kind = deployment.provider.kind;
-        if let Some(adapter) = kind.adapter() {
+        if let Some(adapter) = deployment.provider.adapter(&deployment.upstream_model) {
             return self.adapted_body(adapter, endpoint, deployment);
         }
         let facts = RequestFacts {
@@ -175,7 +194,7 @@ impl ClientRequest {
             has_max_completion_tokens: self.has_max_completion_tokens,
         };
         let rewrite = match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::GenerateContent => {
                 self.injected_max_tokens.is_some() || request::chat_needs_rewrite(kind, &facts)
             }
             Endpoint::Embeddings => facts.model != facts.upstream_model,
@@ -186,7 +205,7 @@ impl ClientRequest {
         let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
             .map_err(|e| GatewayError::Internal(format!("cannot re-read the request: {e}")))?;
         match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::GenerateContent => {
                 if let Some(cap) = self.injected_max_tokens {
                     // Named as the upstream takes it; `prepare_chat` renames it where needed.
                     body.insert("max_completion_tokens".into(), Value::from(cap));
@@ -225,7 +244,8 @@ impl ClientRequest {
             .as_ref()
             .filter(|_| adapter.native_endpoint() == Some(endpoint))
         {
-            let body = adapter.native_request(native, model, self.stream)?;
+            let body =
+                adapter.native_request(native, model, self.stream, self.injected_max_tokens)?;
             return Ok(body);
         }
         let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)

@@ -71,8 +71,18 @@ fn invalid(message: String) -> Response {
     )
 }
 
-/// What the real API would refuse, as its 400 message.
-fn check(headers: &HeaderMap, req: &Value) -> Option<Response> {
+/// What the real API would refuse, as its 400 message (`headers`: `None` for Claude on Vertex, whose auth and
+/// version are Google's).
+fn check(headers: Option<&HeaderMap>, req: &Value) -> Option<Response> {
+    if let Some(headers) = headers {
+        if let Some(refused) = check_headers(headers) {
+            return Some(refused);
+        }
+    }
+    check_body(req)
+}
+
+fn check_headers(headers: &HeaderMap) -> Option<Response> {
     if headers.get("x-api-key").is_none() {
         return Some(error(
             401,
@@ -85,6 +95,10 @@ fn check(headers: &HeaderMap, req: &Value) -> Option<Response> {
     if headers.get("anthropic-version").is_none() {
         return Some(invalid("anthropic-version: header is required".into()));
     }
+    None
+}
+
+fn check_body(req: &Value) -> Option<Response> {
     if req.get("max_tokens").and_then(Value::as_u64).is_none() {
         return Some(invalid("max_tokens: Field required".into()));
     }
@@ -221,7 +235,7 @@ impl Plan {
     }
 }
 
-pub async fn messages(headers: &HeaderMap, req: &Value, d: Directives) -> Response {
+pub async fn messages(headers: Option<&HeaderMap>, req: &Value, d: Directives) -> Response {
     if let Some(latency) = d.latency {
         tokio::time::sleep(latency).await;
     }

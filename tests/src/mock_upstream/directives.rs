@@ -9,7 +9,7 @@ use serde_json::Value;
 /// | key | effect |
 /// |---|---|
 /// | `status=N` | answer with HTTP `N` and an error body of the dialect (`code=…`, `type=…`, `message=…` shape it) |
-/// | `retry_after=S` | send `retry-after: S` with the error |
+/// | `retry_after=S` | send `retry-after: S` with the error (Gemini / Vertex: `RetryInfo.retryDelay: "Ss"` in the body) |
 /// | `latency_ms=N` | wait before sending headers |
 /// | `chunks=N` | content chunks in a stream (default 4); also the completion tokens |
 /// | `chunk_delay_ms=N` | wait between stream chunks |
@@ -19,9 +19,10 @@ use serde_json::Value;
 /// | `prompt_tokens=N`, `completion_tokens=N`, `cached_tokens=N`, `reasoning_tokens=N` | reported usage |
 /// | `cache_write_tokens=N` | cache writes (Anthropic dialect: `cache_creation_input_tokens`) |
 /// | `finish=REASON` | the finish reason of the answer (Azure / Bedrock dialects: `content_filter`, `guardrail_intervened`, …) |
-/// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`) |
-/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`, `api-key: KEY`, a SigV4 access key id `KEY`) |
+/// | `fixture=NAME` | stream the recorded body `fixtures/openai/chat-completions-streaming/NAME.sse` verbatim (Anthropic dialect: `fixtures/anthropic/streaming/NAME.{txt,sse}`; Gemini / Vertex: `fixtures/gemini/mock-responses/NAME.txt`, plain answers `NAME.json`, NAME like `googleai/unary-success-basic-reply-short`) |
+/// | `only_key=KEY` | the faults above (status, latency, cut, reset, error) apply only to requests signed with `Bearer KEY` (or `x-api-key: KEY`, `api-key: KEY`, `x-goog-api-key: KEY`, a SigV4 access key id `KEY`) |
 /// | `every=N` | …and only to every N-th such request (the 1st, N+1th, …): a key failing 1/N of its calls |
+/// | `cumulative=1` | DashScope native: each stream event repeats the whole text so far, as models that ignore `incremental_output` do |
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
     pub status: Option<u16>,
@@ -44,6 +45,7 @@ pub struct Directives {
     pub finish: Option<String>,
     pub only_key: Option<String>,
     pub every: Option<u64>,
+    pub cumulative: Option<bool>,
 }
 
 impl Directives {
@@ -62,6 +64,7 @@ impl Directives {
         let mut texts = Vec::new();
         collect_text(body.get("messages"), &mut texts);
         collect_text(body.get("input"), &mut texts);
+        collect_text(body.get("contents"), &mut texts);
         for text in texts {
             let mut rest = text.as_str();
             while let Some(start) = rest.find("[mock:") {
@@ -102,6 +105,7 @@ impl Directives {
                 "finish" => self.finish = Some(v.into()),
                 "only_key" => self.only_key = Some(v.into()),
                 "every" => self.every = num.filter(|n| *n > 0),
+                "cumulative" => self.cumulative = Some(v == "1" || v == "true"),
                 _ => {}
             }
         }
@@ -132,6 +136,7 @@ fn collect_text(v: Option<&Value>, out: &mut Vec<String>) {
         Some(Value::Object(o)) => {
             collect_text(o.get("content"), out);
             collect_text(o.get("text"), out);
+            collect_text(o.get("parts"), out);
         }
         _ => {}
     }

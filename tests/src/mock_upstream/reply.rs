@@ -289,7 +289,7 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
         Dialect::Moonshot => last["choices"][0]["usage"] = usage.json(dialect, usage.completion),
         Dialect::Zhipu => last["usage"] = usage.json(dialect, usage.completion),
         Dialect::ModelArts => last = with_usage(last, usage.completion),
-        Dialect::OpenAi | Dialect::Anthropic => {}
+        Dialect::OpenAi | Dialect::Anthropic | Dialect::Gemini | Dialect::Vertex => {}
     }
     send(tx, sse(&last)).await?;
     if dialect == Dialect::OpenAi && include_usage == Some(true) {

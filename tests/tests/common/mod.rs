@@ -12,7 +12,7 @@ use tollgate_gateway::config::Config;
 use tollgate_gateway::events::EventSink;
 use tollgate_gateway::Gateway;
 use tollgate_schemas::UsageEvent;
-use tollgate_tests::mock_upstream::{Dialect, MockUpstream};
+use tollgate_tests::mock_upstream::{Dialect, MockUpstream, NativeCn};
 
 pub const KEY: &str = "tg-test-key-all-models";
 /// The budget-alert signing secret tests can configure with `webhook_secret_env = "TEST_WEBHOOK_SECRET"`.
@@ -152,7 +152,20 @@ impl Harness {
             .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
             .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic))
             .replace("{mock_azure}", &mock.azure_url())
-            .replace("{mock_bedrock}", &mock.bedrock_url());
+            .replace("{mock_bedrock}", &mock.bedrock_url())
+            .replace("{mock_gemini}", &mock.base_url(Dialect::Gemini))
+            .replace("{mock_vertex}", &mock.base_url(Dialect::Vertex))
+            .replace("{mock_token_url}", &mock.token_url())
+            .replace(
+                "{fixtures}",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"),
+            )
+            .replace("{mock_hunyuan}", &mock.native_base_url(NativeCn::Hunyuan))
+            .replace("{mock_qianfan}", &mock.native_base_url(NativeCn::Qianfan))
+            .replace(
+                "{mock_dashscope}",
+                &mock.native_base_url(NativeCn::DashScope),
+            );
         let text = format!(
             "{}\n",
             base_config(&mock, &extra).replace(
@@ -166,6 +179,8 @@ impl Harness {
         let env = |name: &str| match name {
             "TEST_KEY_ALL" => Some(KEY.to_string()),
             "TEST_WEBHOOK_SECRET" => Some(WEBHOOK_SECRET.to_string()),
+            // The mock's Tencent SecretKey of `AKIDmockTollgateA` (native_cn tests: keys from the environment).
+            "TEST_TC3_SECRET_A" => Some("tc3-mock-secret-key-a".to_string()),
             _ => None,
         };
         let config = Config::from_toml(&text, &env).unwrap_or_else(|e| panic!("{e}"));

@@ -26,7 +26,7 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic;
 
 impl Adapter for Anthropic {
-    fn chat_url(&self, base: &str) -> String {
+    fn chat_url(&self, base: &str, _upstream_model: &str, _stream: bool) -> String {
         // The API root is the documented base (as in the SDKs); a base already ending in `/v1` is accepted too.
         match base.strip_suffix("/v1") {
             Some(root) => format!("{root}/v1/messages"),
@@ -60,12 +60,13 @@ impl Adapter for Anthropic {
         native: &[u8],
         upstream_model: &str,
         stream: bool,
+        cap: Option<u32>,
     ) -> Result<Bytes, GatewayError> {
         let mut body: Map<String, Value> = serde_json::from_slice(native)
             .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
         body.insert("model".into(), Value::String(upstream_model.into()));
         body.entry("max_tokens")
-            .or_insert(Value::from(request::DEFAULT_MAX_TOKENS));
+            .or_insert(cap.map_or(Value::from(request::DEFAULT_MAX_TOKENS), Value::from));
         if stream {
             body.insert("stream".into(), Value::Bool(true));
         } else {
@@ -103,16 +104,16 @@ mod tests {
     fn url_and_auth() {
         let a = Anthropic;
         assert_eq!(
-            a.chat_url("https://api.anthropic.com"),
+            a.chat_url("https://api.anthropic.com", "claude-x", false),
             "https://api.anthropic.com/v1/messages"
         );
         assert_eq!(
-            a.chat_url("http://h:1/anthropic/v1"),
+            a.chat_url("http://h:1/anthropic/v1", "claude-x", true),
             "http://h:1/anthropic/v1/messages"
         );
         let (name, value) = a.auth_header("sk-ant-1");
         assert_eq!((name.as_str(), value.as_str()), ("x-api-key", "sk-ant-1"));
-        let native = a.native_request(br#"{"model":"public","messages":[],"stream":true,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]}"#, "claude-x", false).unwrap();
+        let native = a.native_request(br#"{"model":"public","messages":[],"stream":true,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]}"#, "claude-x", false, None).unwrap();
         let v: Value = serde_json::from_slice(&native).unwrap();
         assert_eq!(v["model"], "claude-x");
         assert_eq!(v["max_tokens"], request::DEFAULT_MAX_TOKENS);

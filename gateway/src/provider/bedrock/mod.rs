@@ -45,9 +45,8 @@ pub fn model_url(base: &str, model_id: &str, stream: bool) -> String {
 }
 
 impl Adapter for Bedrock {
-    fn chat_url(&self, base: &str) -> String {
-        // The provider builds per-model URLs with [`model_url`]; this is what a model-less URL would be.
-        format!("{}/model", base.trim_end_matches('/'))
+    fn chat_url(&self, base: &str, upstream_model: &str, stream: bool) -> String {
+        model_url(base, upstream_model, stream)
     }
 
     fn auth_header(&self, key: &str) -> (HeaderName, String) {
@@ -76,6 +75,7 @@ impl Adapter for Bedrock {
         native: &[u8],
         _upstream_model: &str,
         _stream: bool,
+        _cap: Option<u32>,
     ) -> Result<Bytes, GatewayError> {
         // Unreachable (no native endpoint); kept honest: a Converse body goes as is.
         Ok(Bytes::copy_from_slice(native))
