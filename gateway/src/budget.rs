@@ -158,6 +158,8 @@ pub struct Budgets {
     /// With several replicas (Kafka): hard budgets are spent only out of leases from the budget owner.
     cluster: Option<Arc<lease::LeaseClient>>,
     leases: Mutex<HashMap<(String, String), Arc<lease::Leases>>>,
+    /// Added to the wall clock for periods (0 in production; tests move it to cross a period boundary).
+    clock_shift_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Reservations one request holds; settled with the actual cost when its exchange ends.
@@ -187,7 +189,23 @@ impl Budgets {
             alerts,
             cluster: None,
             leases: Mutex::new(HashMap::new()),
+            clock_shift_ms: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The budget clock: the wall clock, plus any shift set by [`Budgets::shift_clock`].
+    fn now(&self) -> i64 {
+        now_ms().saturating_add(
+            self.clock_shift_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Moves the budget clock by `ms` (tests use it to cross a period boundary without waiting for one).
+    #[doc(hidden)]
+    pub fn shift_clock(&self, ms: i64) {
+        self.clock_shift_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Spends hard budgets only out of leases from the budget owner (several replicas). Starts the task that
@@ -208,6 +226,7 @@ impl Budgets {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(b) = budgets.upgrade() else { return };
+                // Lease expiry is wall-clock time (the owner's).
                 let now = now_ms();
                 let all: Vec<((String, String), Arc<lease::Leases>)> = b
                     .leases
@@ -247,10 +266,10 @@ impl Budgets {
         subject: &str,
         worst_case: u64,
     ) -> Result<(Arc<lease::Leases>, uuid::Uuid), GatewayError> {
-        let now = now_ms();
+        let now = self.now();
         let (start, end) = spec.period.window(now, self.settings.timezone);
         let leases = self.leases_of(&spec.id, subject);
-        if let Some(id) = leases.try_reserve(worst_case, start, now) {
+        if let Some(id) = leases.try_reserve(worst_case, start, now_ms()) {
             return Ok((leases, id));
         }
         let scope = tollgate_schemas::lease::LeaseScope {
@@ -421,7 +440,7 @@ impl Budgets {
         who: &Charged<'_>,
         worst_case: u64,
     ) -> Result<BudgetHold, GatewayError> {
-        let now = now_ms();
+        let now = self.now();
         let mut hold = BudgetHold {
             holds: Vec::new(),
             leased: Vec::new(),
@@ -481,7 +500,7 @@ impl Budgets {
     /// Every ledger in use, sorted by budget and subject (for tests and operators).
     #[must_use]
     pub fn snapshot(&self) -> Vec<LedgerView> {
-        let now = now_ms();
+        let now = self.now();
         let map = self
             .ledgers
             .lock()
@@ -531,7 +550,7 @@ impl BudgetHold {
             return;
         }
         self.settled = true;
-        let now = now_ms();
+        let now = self.budgets.now();
         for (leases, id, reserved) in self.leased.drain(..) {
             leases.settle(id, reserved, actual);
         }

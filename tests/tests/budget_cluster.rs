@@ -239,3 +239,74 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
     Pipeline::terminate(&mut replica);
     p.cleanup().await;
 }
+
+/// Milliseconds from `now_ms` to the next UTC midnight.
+fn until_midnight(now_ms: i64) -> i64 {
+    const DAY: i64 = 86_400_000;
+    DAY - now_ms.rem_euclid(DAY)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka + ClickHouse (scripts/services.sh); run with --ignored --test-threads=1"]
+async fn a_spent_daily_budget_admits_again_in_the_next_period() {
+    let p = Pipeline::start_with(
+        "budget_period",
+        &[
+            "--budget-owner",
+            "--lease-ttl-ms",
+            "1000",
+            "--lease-grace-ms",
+            "500",
+        ],
+    )
+    .await;
+    // A replica in this process, so the test can move its budget clock across midnight.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let text = p.config_on(port).replace("spool\"", "spool-inproc\"");
+    let config =
+        tollgate_gateway::config::Config::from_toml(&text, &tollgate_gateway::config::ProcessEnv)
+            .expect("config");
+    let gateway = tollgate_gateway::Gateway::try_new(&config).expect("gateway");
+    let budgets = gateway.state().budgets.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = p.client.clone();
+    let r = client
+        .put(format!("{base}/admin/budgets/acme-daily"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"subject": "tenant:acme", "period": "daily", "limit": "0.00015"}))
+        .send()
+        .await
+        .expect("put budget");
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let key = TENANT_KEYS[0].1;
+    let mut refused = false;
+    for i in 0..60u64 {
+        let (status, _, text) = ask(&client, &base, key, i * 5 + 2).await;
+        if status == 429 {
+            let body: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(body["error"]["code"], "budget_exceeded");
+            refused = true;
+            break;
+        }
+        assert_eq!(status, 200, "{text}");
+    }
+    assert!(refused, "the daily budget never ran out");
+    // Tomorrow (UTC) the budget starts over: the owner grants a lease for the new window.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    budgets.shift_clock(until_midnight(now) + 1_000);
+    let (status, _, text) = ask(&client, &base, key, 7).await;
+    assert_eq!(status, 200, "not re-admitted in the next period: {text}");
+    let _ = stop.send(());
+    let _ = server.await;
+    p.cleanup().await;
+}

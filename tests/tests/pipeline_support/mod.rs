@@ -144,7 +144,7 @@ impl Pipeline {
     }
 
     /// The gateway config listening on `port` (a second replica shares everything else).
-    fn config_on(&self, port: u16) -> String {
+    pub fn config_on(&self, port: u16) -> String {
         let keys: String = TENANT_KEYS
             .iter()
             .map(|(tenant, key)| {
