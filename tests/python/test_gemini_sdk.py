@@ -13,6 +13,7 @@ Run (after `cargo build -p tollgate-gateway -p tollgate-tests`): `.venv/bin/pyte
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from google.genai import errors as genai_errors
@@ -28,15 +29,25 @@ def row_of(gw: Gateway, request_id: str | None) -> dict:
     return dict(gw.row(request_id))
 
 
-def last_row(gw: Gateway, endpoint: str) -> dict:
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def last_row(gw: Gateway, endpoint: str, since_ms: int) -> dict:
+    """The newest row of `endpoint` started at or after `since_ms`, waiting for the usage writer to store it
+    (events are written asynchronously, so the previous request's row may be the newest for a moment)."""
     rows = gw.wait_for(
-        lambda: gw.query("SELECT * FROM usage_events WHERE endpoint = ? ORDER BY started_at_ms DESC, event_id DESC", (endpoint,)),
-        f"a {endpoint} row",
+        lambda: gw.query(
+            "SELECT * FROM usage_events WHERE endpoint = ? AND started_at_ms >= ? ORDER BY started_at_ms DESC, event_id DESC",
+            (endpoint, since_ms),
+        ),
+        f"a {endpoint} row since {since_ms}",
     )
     return dict(rows[0])
 
 
 def test_generate_content_to_a_gemini_upstream(gateway: Gateway) -> None:
+    since = now_ms()
     client = gateway.genai_client()
     before = len(gateway.upstream_requests())
     response = client.models.generate_content(
@@ -62,7 +73,7 @@ def test_generate_content_to_a_gemini_upstream(gateway: Gateway) -> None:
     assert sent["path"] == "/gemini/v1beta/models/gemini-2.5-flash:generateContent"
     assert sent["body"]["systemInstruction"]["parts"][0]["text"] == "Be brief."
     assert sent["body"]["generationConfig"]["thinkingConfig"] == {"include_thoughts": True}
-    row = last_row(gateway, "generate_content")
+    row = last_row(gateway, "generate_content", since)
     assert (row["provider_kind"], row["model"], row["outcome"]) == ("gemini", "gemini", "success")
     assert (row["prompt_tokens"], row["completion_tokens"], row["cached_read_tokens"], row["reasoning_tokens"]) == (100, 10, 40, 6)
     # Shipped prices for gemini-2.5-flash (USD per Mtok): 0.30 in, 0.075 cached, 2.50 out (thoughts too).
@@ -71,24 +82,26 @@ def test_generate_content_to_a_gemini_upstream(gateway: Gateway) -> None:
 
 
 def test_generate_content_stream(gateway: Gateway) -> None:
+    since = now_ms()
     # Keep the client referenced: it closes its HTTP client when collected, under a lazy stream.
     client = gateway.genai_client()
     chunks = list(client.models.generate_content_stream(model="gemini", contents="one two [mock:chunks=3]"))
     assert "".join(c.text or "" for c in chunks) == "tok0 tok1 tok2 "
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert chunks[-1].usage_metadata.candidates_token_count == 3
-    row = last_row(gateway, "generate_content")
+    row = last_row(gateway, "generate_content", since)
     assert (row["stream"], row["completion_tokens"], row["outcome"]) == (1, 3, "success")
 
 
 def test_generate_content_to_an_openai_upstream(gateway: Gateway) -> None:
+    since = now_ms()
     client = gateway.genai_client()
     response = client.models.generate_content(model="gpt-4o-mini", contents="Say hello to the gateway")
     assert response.text == CONTENT
     assert response.usage_metadata.candidates_token_count == 4
     sent = [r for r in gateway.upstream_requests() if r["path"] == "/openai/v1/chat/completions"][-1]
     assert sent["body"]["messages"] == [{"role": "user", "content": "Say hello to the gateway"}]
-    row = last_row(gateway, "generate_content")
+    row = last_row(gateway, "generate_content", since)
     assert (row["provider_kind"], row["upstream_model"]) == ("openai-compatible", "gpt-4o-mini")
     chunks = list(client.models.generate_content_stream(model="gpt-4o-mini", contents="a [mock:chunks=2]"))
     assert "".join(c.text or "" for c in chunks) == "tok0 tok1 "
@@ -103,11 +116,12 @@ def test_generate_content_typed_errors(gateway: Gateway) -> None:
         client.models.generate_content(model="no-such-model", contents="x")
     assert (missing.value.code, missing.value.status) == (404, "NOT_FOUND")
     assert "no-such-model" in missing.value.message
+    since = now_ms()
     with pytest.raises(genai_errors.ClientError) as limited:
         client.models.generate_content(model="gemini-429", contents="x")
     assert (limited.value.code, limited.value.status) == (429, "RESOURCE_EXHAUSTED")
     assert limited.value.details["error"]["details"][0]["retryDelay"] == "2s"
-    row = last_row(gateway, "generate_content")
+    row = last_row(gateway, "generate_content", since)
     assert (row["outcome"], row["http_status"], row["error_code"]) == ("upstream_error", 429, "RESOURCE_EXHAUSTED")
 
 
