@@ -151,6 +151,9 @@ impl Harness {
         let extra = extra
             .replace("{mock_openai}", &mock.base_url(Dialect::OpenAi))
             .replace("{mock_anthropic}", &mock.base_url(Dialect::Anthropic))
+            .replace("{mock_moonshot}", &mock.base_url(Dialect::Moonshot))
+            .replace("{mock_modelarts}", &mock.base_url(Dialect::ModelArts))
+            .replace("{mock_zhipu}", &mock.base_url(Dialect::Zhipu))
             .replace("{mock_azure}", &mock.azure_url())
             .replace("{mock_bedrock}", &mock.bedrock_url())
             .replace("{mock_gemini}", &mock.base_url(Dialect::Gemini))
