@@ -279,8 +279,17 @@ impl IntoResponse for GatewayError {
         let mut response = (status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         if let Self::UpstreamRejected(e) = &self {
-            if let Some(retry_after) = &e.retry_after {
-                headers.insert(http::header::RETRY_AFTER, retry_after.clone());
+            match &e.retry_after {
+                Some(retry_after) => {
+                    headers.insert(http::header::RETRY_AFTER, retry_after.clone());
+                }
+                // A 429 without a hint (wires that report throttling inside a 200): the key now cools for at
+                // least the base cooldown, so that is when a retry can reach it again.
+                None if e.status == StatusCode::TOO_MANY_REQUESTS && !e.quota_exhausted => {
+                    let secs = crate::routing::health::BASE_COOLDOWN.as_secs().max(1);
+                    headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                None => {}
             }
         }
         let retry_after = match &self {

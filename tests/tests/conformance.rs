@@ -426,38 +426,7 @@ impl Case {
 
 /// (provider id, case, why it fails, a substring of the failure it produces today). The suite asserts the
 /// listed case still fails with that message: fixing the gap means removing its row.
-const KNOWN_GAPS: &[(&str, Case, &str, &str)] = &[
-    (
-        "qianfan-v1",
-        Case::RateLimit429NoAlternative,
-        "the wire reports throttling inside an HTTP 200 with no retry hint, and the gateway adds no \
-         Retry-After of its own (e.g. from the key's cooldown): the client gets a bare 429",
-        "retry-after None",
-    ),
-    (
-        "hunyuan-native",
-        Case::RateLimit429NoAlternative,
-        "the wire reports throttling inside an HTTP 200 with no retry hint, and the gateway adds no \
-         Retry-After of its own (e.g. from the key's cooldown): the client gets a bare 429",
-        "retry-after None",
-    ),
-    (
-        "hunyuan-native",
-        Case::StreamCut,
-        "the adapter's stream translator holds the cumulative `Usage` until `FinishReason` and drops it \
-         when the stream is cut, so the event carries an estimate, not the provider's count so far (the \
-         OpenAI-wire relay keeps ModelArts' last cumulative usage)",
-        "usage Estimated",
-    ),
-    (
-        "dashscope-native",
-        Case::StreamCut,
-        "the adapter's stream translator holds the cumulative usage until the final `finish_reason` and \
-         drops it when the stream is cut, so the event carries an estimate, not the provider's count so \
-         far (the OpenAI-wire relay keeps ModelArts' last cumulative usage)",
-        "usage Estimated",
-    ),
-];
+const KNOWN_GAPS: &[(&str, Case, &str, &str)] = &[];
 
 // ---- helpers ---------------------------------------------------------------------------------------------
 

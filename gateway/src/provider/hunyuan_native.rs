@@ -497,6 +497,13 @@ impl StreamTranslator for HunyuanStream {
         if let Some(payload) = self.decoder.finish() {
             self.event(&payload, &mut out);
         }
+        // Cut before its finish reason: the provider's cumulative usage so far beats an estimate (the relay
+        // still reports the stream as truncated, since no `[DONE]` follows).
+        if !self.done {
+            if let Some(u) = self.usage.take() {
+                self.writer.usage(&mut out, u);
+            }
+        }
         out.freeze()
     }
 }
