@@ -92,6 +92,12 @@ pub fn start(config: &KafkaConfig) -> Result<(EventSink, SinkWorker), GatewayErr
             "message.timeout.ms",
             config.message_timeout.as_millis().to_string(),
         )
+        // A broker that stops answering mid-request (a shutdown, a stall) must not hold in-flight events for
+        // librdkafka's default 30 s: they fail within the message timeout and go to the spool.
+        .set(
+            "request.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
         .set("queue.buffering.max.messages", "200000")
         .create_with_context(Reports::default())
         .map_err(|e| GatewayError::Internal(format!("cannot create the Kafka producer: {e}")))?;
