@@ -132,6 +132,44 @@ pub fn text_content(content: Option<&Value>, upstream: &str) -> Result<String, G
     }
 }
 
+/// One OpenAI assistant `tool_calls[k]` of `messages[i]` as `(id, name, input object)` — what every wire with
+/// its own tool-call block needs. Empty arguments are `{}`.
+///
+/// # Errors
+/// A call without an id or function name, or arguments that are not a JSON object (400, naming the path).
+pub fn tool_call(
+    call: &Value,
+    i: usize,
+    k: usize,
+) -> Result<(String, String, Value), GatewayError> {
+    let invalid = |message: String| GatewayError::InvalidRequest {
+        message,
+        param: Some("messages"),
+    };
+    let id = call.get("id").and_then(Value::as_str);
+    let function = call.get("function");
+    let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+    let (Some(id), Some(name)) = (id, name) else {
+        return Err(invalid(format!(
+            "messages[{i}].tool_calls[{k}] needs an id and a function name"
+        )));
+    };
+    let arguments = function
+        .and_then(|f| f.get("arguments"))
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    let input = match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ if arguments.trim().is_empty() => Value::Object(Map::new()),
+        _ => {
+            return Err(invalid(format!(
+                "messages[{i}].tool_calls[{k}].function.arguments is not a JSON object"
+            )))
+        }
+    };
+    Ok((id.to_string(), name.to_string(), input))
+}
+
 /// The OpenAI `stop` field as a list of strings.
 #[must_use]
 pub fn stop_list(stop: Option<&Value>) -> Option<Value> {

@@ -237,33 +237,9 @@ fn assistant_blocks(
     let mut out = text_blocks(m.remove("content"));
     if let Some(Value::Array(calls)) = m.remove("tool_calls") {
         for (k, call) in calls.into_iter().enumerate() {
-            let id = call.get("id").and_then(Value::as_str);
-            let function = call.get("function");
-            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-            let (Some(id), Some(name)) = (id, name) else {
-                return Err(invalid(
-                    format!("messages[{i}].tool_calls[{k}] needs an id and a function name"),
-                    "messages",
-                ));
-            };
-            let arguments = function
-                .and_then(|f| f.get("arguments"))
-                .and_then(Value::as_str)
-                .unwrap_or("{}");
-            let input = match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ if arguments.trim().is_empty() => json!({}),
-                _ => {
-                    return Err(invalid(
-                        format!(
-                            "messages[{i}].tool_calls[{k}].function.arguments is not a JSON object"
-                        ),
-                        "messages",
-                    ))
-                }
-            };
-            if !history_tools.iter().any(|t| t == name) {
-                history_tools.push(name.to_string());
+            let (id, name, input) = crate::provider::translate::tool_call(&call, i, k)?;
+            if !history_tools.contains(&name) {
+                history_tools.push(name.clone());
             }
             out.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
         }
