@@ -22,12 +22,13 @@ pub mod period;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono_tz::Tz;
 use tollgate_schemas::price::format_nanos;
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 pub use ledger::Ledger;
 pub use period::Period;
@@ -635,12 +636,6 @@ pub fn earliest_window_start(specs: &[BudgetSpec], tz: Tz) -> i64 {
         .map(|s| s.period.window(now, tz).0)
         .min()
         .unwrap_or(now)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tollgate_schemas::control::{ControlChange, ControlEvent};
 
 use crate::auth::{KeyHash, KeyStore};
 use crate::budget::{BudgetSpec, Budgets, Period, RecoveredSpend, Subject};
+use crate::clock::now_ms;
 use crate::config::AllowedModels;
 use crate::error::GatewayError;
 
@@ -204,10 +205,4 @@ pub fn budget_spec(change: &ControlChange) -> Option<BudgetSpec> {
         hard: *hard,
         alert_at: alert_at.clone(),
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tollgate_schemas::usage::USAGE_SCHEMA_VERSION;
 use tollgate_schemas::{Endpoint, Outcome, UsageEvent, UsageSource, UsageVector};
@@ -45,8 +45,6 @@ pub struct Exchange {
     /// Completion tokens the budget reservation covers: a stream producing more content chunks than this (each
     /// carries at least one token) is cut.
     pub reserved_output_tokens: Option<u64>,
-    /// Cluster budget leases the reservations came from (recorded on the event).
-    pub budget_leases: Option<Vec<uuid::Uuid>>,
     /// Budget reservations, settled with the actual cost when the exchange ends.
     budget: Option<crate::budget::BudgetHold>,
     /// `x-ratelimit-*` headers for the client's response.
@@ -100,7 +98,7 @@ impl Exchange {
             metrics: Arc::clone(metrics),
             event_id,
             started: Instant::now(),
-            started_at_ms: epoch_ms(SystemTime::now()),
+            started_at_ms: crate::clock::now_ms(),
             principal,
             endpoint,
             model: String::new(),
@@ -115,7 +113,6 @@ impl Exchange {
             admission: None,
             budget: None,
             reserved_output_tokens: None,
-            budget_leases: None,
             rate_limit_headers: Vec::new(),
             finished: false,
         }
@@ -213,6 +210,8 @@ impl Exchange {
             ),
             None => Default::default(),
         };
+        // The leases the reservations came from go on the event, so the budget owner sees what each spent.
+        let budget_leases = self.budget.as_ref().map(|h| h.leases()).unwrap_or_default();
         if let Some(hold) = self.budget.take() {
             hold.settle(cost.reporting_nanos);
         }
@@ -245,7 +244,7 @@ impl Exchange {
             usage_source: ending.usage_source,
             cost,
             tags: std::mem::take(&mut self.tags),
-            budget_leases: self.budget_leases.take().unwrap_or_default(),
+            budget_leases,
         };
         self.metrics.record(&event);
         crate::telemetry::record_request(&self.span, &event);
@@ -280,9 +279,4 @@ impl Drop for Exchange {
             });
         }
     }
-}
-
-fn epoch_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -30,6 +30,7 @@
 //!   attempt, exported over OTLP/HTTP in batches.
 //! - [`reprice`] — `tollgate reprice`: stored events re-priced under corrected prices, differences appended
 //!   as cost corrections (embedded store or ClickHouse), never an edited row.
+//! - [`clock`] — wall-clock epoch milliseconds and seconds, in one place.
 //! - [`error`] — [`error::GatewayError`], mapped to OpenAI-shaped JSON in exactly one place.
 //!
 //! The binary (`src/main.rs`) only parses flags, loads the config and calls [`Gateway::serve`] (or a
@@ -37,6 +38,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod cost;

@@ -316,9 +316,6 @@ async fn reserve_budget(
         .max()
         .unwrap_or(0);
     let hold = state.budgets.reserve(&who, worst_case).await?;
-    if !hold.leases().is_empty() {
-        ex.budget_leases = Some(hold.leases());
-    }
     ex.budgeted(hold);
     ex.reserved_output_tokens = Some(u64::from(output_cap));
     Ok(())

@@ -240,9 +240,7 @@ impl Run {
     /// A new run id (UUIDv7) at the current time.
     #[must_use]
     pub fn now() -> Self {
-        let created_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let created_at_ms = crate::clock::now_ms();
         Self {
             correction_id: Uuid::now_v7(),
             created_at_ms,

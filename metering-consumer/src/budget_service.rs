@@ -16,6 +16,9 @@ use tollgate_schemas::control::{ControlChange, ControlEvent};
 use tollgate_schemas::lease::{LeaseDecision, LeaseMessage, LeaseScope};
 use uuid::Uuid;
 
+use tollgate_gateway::clock::now_ms;
+use tollgate_gateway::report::clickhouse::literal;
+
 use crate::error::MeteringError;
 use crate::lease_owner::{OwnedBudget, Owner, Step};
 
@@ -50,12 +53,6 @@ pub struct OwnerSettings {
     pub timezone: chrono_tz::Tz,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn tail(brokers: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, MeteringError> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -79,11 +76,6 @@ fn tail(brokers: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, 
     )?;
     consumer.assign(&tpl)?;
     Ok(consumer)
-}
-
-/// Single-quoted ClickHouse string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// The spend recorded in ClickHouse for one scope's window.

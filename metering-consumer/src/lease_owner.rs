@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use tollgate_gateway::budget::ledger::reached;
 use tollgate_schemas::lease::{LeaseDecision, LeaseMessage, LeaseScope};
 use uuid::Uuid;
 
@@ -337,11 +338,6 @@ impl Owner {
             }
         }
     }
-}
-
-/// Whether `spent` is at least `percent` % of `limit` (exact).
-fn reached(spent: u64, limit: u64, percent: u8) -> bool {
-    u128::from(spent) * 100 >= u128::from(limit) * u128::from(percent)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -131,9 +131,7 @@ async fn deliver(
 
 /// One signed POST; `Err` with a short reason for a connection error or a non-2xx answer.
 async fn post(client: &reqwest::Client, config: &WebhookConfig, body: &[u8]) -> Result<(), String> {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let t = crate::clock::now_secs();
     let signature = sign(config.secret.expose().as_bytes(), t, body);
     match client
         .post(config.url.clone())

@@ -164,7 +164,8 @@ impl Ledger {
 }
 
 /// Whether `spent` is at least `percent` % of `limit` (exact integer arithmetic).
-fn reached(spent: u64, limit: u64, percent: u8) -> bool {
+#[must_use]
+pub fn reached(spent: u64, limit: u64, percent: u8) -> bool {
     u128::from(spent) * 100 >= u128::from(limit) * u128::from(percent)
 }
 

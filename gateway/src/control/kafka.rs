@@ -123,9 +123,7 @@ impl KafkaLog {
                     hard: spec.hard,
                     alert_at: spec.alert_at.clone(),
                 },
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                crate::clock::now_ms(),
             );
             let Ok(payload) = serde_json::to_vec(&event) else {
                 continue;

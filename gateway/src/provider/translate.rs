@@ -13,9 +13,7 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 /// Seconds since the epoch (the `created` of translated answers that carry none).
 #[must_use]
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::now_secs()
 }
 
 /// Writes OpenAI `chat.completion.chunk` SSE events for one stream.

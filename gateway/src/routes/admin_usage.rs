@@ -2,12 +2,12 @@
 //! usage page: static HTML + JS that asks for the admin key and reads everything from `/admin/usage`).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap};
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::report::{self, Format, UsageQuery};
 use crate::state::AppState;
@@ -67,10 +67,4 @@ pub async fn page(State(state): State<Arc<AppState>>) -> Response {
         report::PAGE_HTML,
     )
         .into_response()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

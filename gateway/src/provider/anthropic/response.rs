@@ -6,8 +6,6 @@
 //! "data"}` as Anthropic sent them), which a client sends back on the assistant message to continue a tool
 //! turn. Other block types (server tools, citations) are not expressible in chat completions and dropped.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -40,12 +38,6 @@ pub fn openai_usage(u: &Map<String, Value>) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write},
         "completion_tokens_details": {"reasoning_tokens": thinking}})
-}
-
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Translates a non-streamed Messages answer.
@@ -93,7 +85,7 @@ pub fn to_openai(body: &[u8]) -> Result<Bytes, String> {
         .get("stop_reason")
         .and_then(Value::as_str)
         .map_or("stop", finish_reason);
-    let mut out = json!({"id": message.get("id"), "object": "chat.completion", "created": now(),
+    let mut out = json!({"id": message.get("id"), "object": "chat.completion", "created": crate::provider::translate::now(),
         "model": message.get("model"),
         "choices": [{"index": 0, "message": msg, "logprobs": null, "finish_reason": finish}]});
     if let Some(Value::Object(u)) = message.get("usage") {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
-use super::response::{finish_reason, now, openai_usage};
+use super::response::{finish_reason, openai_usage};
 use crate::provider::adapter::StreamTranslator;
 use crate::sse::SseDecoder;
 
@@ -73,7 +73,7 @@ impl AnthropicStream {
                     .and_then(|m| m.get("model"))
                     .cloned()
                     .unwrap_or(Value::Null);
-                self.created = now();
+                self.created = crate::provider::translate::now();
                 if let Some(Value::Object(u)) = message.and_then(|m| m.get("usage")) {
                     self.usage.clone_from(u);
                 }

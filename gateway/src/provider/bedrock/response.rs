@@ -5,8 +5,6 @@
 //! Converse answers carry no id and no model: the id is made here (`chatcmpl-bedrock-…`), the model is the
 //! one the request named.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -34,12 +32,6 @@ pub fn openai_usage(u: &Map<String, Value>) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write},
         "completion_tokens_details": {"reasoning_tokens": 0}})
-}
-
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A fresh completion id (Converse has none).
@@ -95,7 +87,7 @@ pub fn to_openai(body: &[u8], model: &str) -> Result<Bytes, String> {
         .get("stopReason")
         .and_then(Value::as_str)
         .map_or("stop", finish_reason);
-    let mut out = json!({"id": new_id(), "object": "chat.completion", "created": now(), "model": model,
+    let mut out = json!({"id": new_id(), "object": "chat.completion", "created": crate::provider::translate::now(), "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}]});
     if let Some(Value::Object(u)) = response.get("usage") {
         out["usage"] = openai_usage(u);

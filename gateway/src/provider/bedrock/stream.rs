@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
-use super::response::{finish_reason, new_id, now, openai_usage};
+use super::response::{finish_reason, new_id, openai_usage};
 use crate::provider::adapter::StreamTranslator;
 use crate::provider::eventstream::{Decoder, Message};
 
@@ -47,7 +47,7 @@ impl ConverseStream {
             decoder: Decoder::new(),
             id: new_id(),
             model: model.to_string(),
-            created: now(),
+            created: crate::provider::translate::now(),
             tool_index: HashMap::new(),
             stopped: false,
             metered: false,

@@ -8,8 +8,6 @@
 //! Other parts (`executableCode`, `inlineData`, …) and metadata (safety ratings, citations, grounding) have
 //! no chat-completions equivalent and are dropped.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
@@ -65,12 +63,6 @@ pub fn tool_call_id(part: &Value) -> String {
         Some(signature) if !signature.is_empty() => format!("{id}{SIGNATURE_MARK}{signature}"),
         _ => id,
     }
-}
-
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The response id: Gemini's `responseId`, else a made-up one.
@@ -147,7 +139,7 @@ pub fn to_openai(body: &[u8]) -> Result<Bytes, String> {
     if !reasoning.is_empty() {
         message["reasoning_content"] = Value::String(reasoning);
     }
-    let mut out = json!({"id": response_id(&response), "object": "chat.completion", "created": now(),
+    let mut out = json!({"id": response_id(&response), "object": "chat.completion", "created": crate::provider::translate::now(),
         "model": response.get("modelVersion"),
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}]});
     if let Some(Value::Object(u)) = response.get("usageMetadata") {

@@ -18,7 +18,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
-use super::response::{finish_reason, now, openai_usage, response_id, tool_call_id};
+use super::response::{finish_reason, openai_usage, response_id, tool_call_id};
 use crate::provider::adapter::StreamTranslator;
 
 /// Longest run of bare (non-`data:`) lines kept while waiting for them to form a JSON error.
@@ -125,7 +125,7 @@ impl GeminiStream {
             self.started = true;
             self.id = response_id(body);
             self.model = body.get("modelVersion").cloned().unwrap_or(Value::Null);
-            self.created = now();
+            self.created = crate::provider::translate::now();
             self.chunk(out, json!({"role": "assistant", "content": ""}), None);
         }
         if let Some(Value::Object(u)) = body.get("usageMetadata") {
