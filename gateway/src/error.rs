@@ -92,6 +92,15 @@ pub enum GatewayError {
         /// Until the period resets (`None` for a total budget).
         retry_after: Option<Duration>,
     },
+    /// A stream ran past the output its budget reservation covers (an upstream ignoring `max_tokens`): cut.
+    #[error(
+        "the upstream passed the {reserved_tokens} output tokens reserved for this request against its budget \
+         (at least {seen_tokens} so far); the stream was cut"
+    )]
+    ReservationExceeded {
+        reserved_tokens: u64,
+        seen_tokens: u64,
+    },
     /// The admin API is off (no `[admin]` in the config).
     #[error("the admin API is disabled; set [admin] key_env or sha256 in the config to enable it")]
     AdminDisabled,
@@ -125,6 +134,7 @@ impl GatewayError {
             | Self::NoEligibleDeployment { .. }
             | Self::RateLimited(_)
             | Self::BudgetExceeded { .. }
+            | Self::ReservationExceeded { .. }
             | Self::AdminDisabled
             | Self::NotAdmin
             | Self::NotFound(_)
@@ -164,7 +174,9 @@ impl GatewayError {
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => StatusCode::FORBIDDEN,
             Self::AllCoolingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited(_) | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_)
+            | Self::BudgetExceeded { .. }
+            | Self::ReservationExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnknownModel(_) | Self::AdminDisabled | Self::NotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -207,7 +219,10 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout".into(),
             Self::UpstreamUnreachable { .. } => "upstream_unreachable".into(),
             Self::StreamTruncated { .. } => "stream_truncated".into(),
-            Self::BudgetExceeded { .. } => "budget_exceeded".into(),
+            // The same code as a refusal: both mean the budget allowed no more for this request.
+            Self::BudgetExceeded { .. } | Self::ReservationExceeded { .. } => {
+                "budget_exceeded".into()
+            }
             Self::AdminDisabled => "admin_api_disabled".into(),
             Self::NotAdmin => "invalid_admin_key".into(),
             Self::NotFound(_) => "not_found".into(),
@@ -222,7 +237,9 @@ impl GatewayError {
             Self::MissingApiKey | Self::InvalidApiKey | Self::NotAdmin => {
                 "authentication_error".into()
             }
-            Self::BudgetExceeded { .. } => "insufficient_quota".into(),
+            Self::BudgetExceeded { .. } | Self::ReservationExceeded { .. } => {
+                "insufficient_quota".into()
+            }
             Self::Unavailable(_) => "server_error".into(),
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => {
                 "permission_error".into()

@@ -158,16 +158,9 @@ impl StreamRelay {
                         if self.content_chunks > cap {
                             // Each content chunk carries at least one token: the upstream has certainly passed
                             // the output cap the budget reserved for. Stop paying for more.
-                            break UpstreamEnd::Truncated(GatewayError::BudgetExceeded {
-                                subject: "this request".into(),
-                                period: "request".into(),
-                                limit: format!("{cap} output tokens"),
-                                detail: format!(
-                                    "the upstream passed the output cap reserved for it (at least {} tokens); \
-                                     the stream was cut",
-                                    self.content_chunks
-                                ),
-                                retry_after: None,
+                            break UpstreamEnd::Truncated(GatewayError::ReservationExceeded {
+                                reserved_tokens: cap,
+                                seen_tokens: self.content_chunks,
                             });
                         }
                     }

@@ -20,7 +20,6 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
-use tollgate_schemas::Endpoint;
 
 use super::adapter::{Adapter, StreamTranslator};
 use super::translate::{self, classified, ChunkWriter, ErrorClass};
@@ -73,10 +72,6 @@ impl Adapter for DashScopeNative {
         stream: bool,
     ) -> Result<Bytes, GatewayError> {
         to_dashscope(openai, upstream_model, stream)
-    }
-
-    fn native_endpoint(&self) -> Option<Endpoint> {
-        None
     }
 
     fn chat_response(&self, body: &[u8], _upstream_model: &str) -> Result<Bytes, String> {

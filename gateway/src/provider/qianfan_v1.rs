@@ -25,7 +25,6 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use reqwest::Url;
 use serde_json::{json, Map, Value};
-use tollgate_schemas::Endpoint;
 
 use super::adapter::{Adapter, AuthScheme, StreamTranslator};
 use super::translate::{self, classified, ChunkWriter, ErrorClass};
@@ -75,10 +74,6 @@ impl Adapter for QianfanV1 {
         stream: bool,
     ) -> Result<Bytes, GatewayError> {
         to_qianfan(openai, stream)
-    }
-
-    fn native_endpoint(&self) -> Option<Endpoint> {
-        None
     }
 
     fn chat_response(&self, body: &[u8], _upstream_model: &str) -> Result<Bytes, String> {

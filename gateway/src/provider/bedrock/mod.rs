@@ -20,7 +20,6 @@ pub mod stream;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{Map, Value};
-use tollgate_schemas::Endpoint;
 
 use super::adapter::{Adapter, StreamTranslator};
 use super::sign::sigv4::encode_path_segment;
@@ -64,10 +63,6 @@ impl Adapter for Bedrock {
         _stream: bool,
     ) -> Result<Bytes, GatewayError> {
         request::to_converse(openai)
-    }
-
-    fn native_endpoint(&self) -> Option<Endpoint> {
-        None
     }
 
     fn native_request(
