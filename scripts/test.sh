@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+# One-shot builds gain nothing from incremental compilation, which would keep a second copy of our crates on disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step() { printf '\n==> %s\n' "$*"; }
 
 # Everything is also written to a log, from which the closing summary line is counted.
@@ -46,7 +49,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-cargo build --workspace --locked
+# Binaries and test targets in one invocation, so both get the same (dev-dependency-unified) features and
+# `cargo test` below reuses every artifact instead of building a second copy of half the tree.
+cargo build --workspace --locked --bins --tests
 
 step "rust tests"
 cargo test --workspace --locked
@@ -55,13 +60,13 @@ step "services: Kafka and ClickHouse"
 bash scripts/services.sh
 
 step "pipeline tests (real Kafka + ClickHouse)"
-cargo test --locked -p tollgate-tests --test pipeline -- --ignored --test-threads=1
-cargo test --locked -p tollgate-tests --test reprice_clickhouse -- --ignored --test-threads=1
-cargo test --locked -p tollgate-tests --test control_cluster -- --ignored --test-threads=1
-cargo test --locked -p tollgate-tests --test budget_cluster -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test e2e pipeline:: -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test e2e reprice_clickhouse:: -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test e2e control_cluster:: -- --ignored --test-threads=1
+cargo test --locked -p tollgate-tests --test e2e budget_cluster:: -- --ignored --test-threads=1
 
 step "usage reports: ClickHouse backend against the embedded store"
-cargo test --locked -p tollgate-tests --test reports -- --ignored
+cargo test --locked -p tollgate-tests --test e2e reports:: -- --ignored
 
 step "python: official openai SDK"
 if [ ! -x .venv/bin/python ]; then

@@ -390,7 +390,7 @@ def _set_budgets(base: str, database: str) -> None:
 
 def _insert_correction(database: str) -> None:
     # One correction inserted the way `tollgate reprice` writes them (reprice itself is tested in
-    # tests/tests/reprice*.rs) — a price cut of 1,000 nano-USD on one acme gpt-4o-mini request — so the
+    # tests/tests/e2e/reprice*.rs) — a price cut of 1,000 nano-USD on one acme gpt-4o-mini request — so the
     # corrections query has data with a known delta and the spend checks prove the aggregate includes it.
     ch(f"INSERT INTO {database}.cost_corrections (correction_id, event_id, started_at, tenant, team, key_id, end_user, "
        "model, provider, currency, reporting_currency, old_price_version, new_price_version, delta_cost_nanos, "

@@ -3,8 +3,10 @@
 //! server) and one `upstream_attempt` child per upstream attempt (kind client), with the usage facts as
 //! attributes — and no attribute anywhere carries the prompt, an upstream API key or the virtual key.
 //!
-//! One test per binary: the telemetry installs the process's global subscriber.
+//! Its own test binary (the e2e binary shares the common harness through `#[path]`): the telemetry installs
+//! the process's global subscriber.
 
+#[path = "e2e/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;

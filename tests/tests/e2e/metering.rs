@@ -1,6 +1,6 @@
 //! One request, one usage event — for every outcome — and nothing lost on shutdown.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

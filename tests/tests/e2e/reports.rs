@@ -3,7 +3,7 @@
 //! every grouping, filter and bucket; CSV; the admin key; bad parameters. The ClickHouse backend test (ignored
 //! by default, like `pipeline.rs`) loads the same events into ClickHouse and compares both backends.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

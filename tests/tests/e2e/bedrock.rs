@@ -3,7 +3,7 @@
 //! and its cost, SigV4 (long-term and session credentials, verified by the mock) and Bedrock API keys, each
 //! error class, in-stream exceptions, a cut stream, and failover on throttling.
 
-mod common;
+use crate::common;
 
 use common::{request_id, sse_payloads, Harness};
 use serde_json::{json, Value};

@@ -5,9 +5,9 @@
 //! suite then checks that the gap still fails the way it is recorded (so a fix shows up as a failure to
 //! update the table, never as a silently weaker assertion).
 //!
-//! Run: `cargo test -p tollgate-tests --test conformance -- --nocapture` (prints the matrix the README cites).
+//! Run: `cargo test -p tollgate-tests --test e2e conformance:: -- --nocapture` (prints the matrix the README cites).
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 

@@ -4,7 +4,7 @@
 //! multi-turn, usage and cost (seed rows by deployment name, `[[prices]]` for other names), embeddings,
 //! the content-filter 400, 429 with `retry-after-ms` failing over, 401, in-stream errors and a cut stream.
 
-mod common;
+use crate::common;
 
 use common::{request_id, sse_payloads, Harness};
 use serde_json::{json, Value};

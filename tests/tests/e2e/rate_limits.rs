@@ -1,7 +1,7 @@
 //! Rate limits at the edge: RPM, TPM and in-flight per key, per team and per model, and the provider's own
 //! per-key quota — 429s with `Retry-After` and OpenAI's `x-ratelimit-*` headers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

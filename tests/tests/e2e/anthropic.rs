@@ -3,7 +3,7 @@
 //! stream, tools, multi-turn tool results, usage with cache reads / writes and its cost, each error class,
 //! in-stream errors, truncation, and thinking with its signature round trip.
 
-mod common;
+use crate::common;
 
 use common::{request_id, sse_payloads, Harness};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //!
 //! Needs `scripts/services.sh`; `#[ignore]`d in a plain `cargo test`, run by `scripts/test.sh` with `--ignored`.
 
-mod pipeline_support;
+use crate::pipeline_support;
 
 use std::time::{Duration, Instant};
 

@@ -8,10 +8,7 @@
 //! The mock checks each request's credentials itself: it recomputes the TC3 signature from the test secret,
 //! accepts only tokens its own token endpoint issued, and wants a DashScope bearer.
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::common;
 
 use common::{request_id, sse_payloads, Harness};
 use serde_json::{json, Value};
@@ -89,35 +86,7 @@ deployments = [{ provider = "dsn", model = "qwen-plus" }]
 max_attempts = 1
 "#;
 
-/// Every log line of this test binary, at every level (the gateway's and its HTTP client's).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .try_init();
-        buffer
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 async fn harness() -> Harness {
-    logs();
     Harness::start_with(CONFIG).await
 }
 
@@ -688,6 +657,7 @@ async fn qianfan_expired_token_is_refetched_once_and_a_refused_one_ends_in_auth_
 
 #[tokio::test]
 async fn no_token_or_secret_in_any_event_log_or_error() {
+    let capture = common::log_capture::Capture::start();
     let h = harness().await;
     let mut bodies = Vec::new();
     for (model, text, stream) in [
@@ -713,7 +683,7 @@ async fn no_token_or_secret_in_any_event_log_or_error() {
     let events = h.wait_events(12).await;
     assert_eq!(events.len(), 12);
     let events = serde_json::to_string(&events).unwrap();
-    let logs = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("access token"),
         "the refresh is logged (without the token)"

@@ -1,7 +1,7 @@
 //! Cost and attribution on usage events: exact nano-unit cost from the shipped table, config prices and
 //! currencies; `price_missing` for unpriced deployments; end user and tags from headers and `metadata`.
 
-mod common;
+use crate::common;
 
 use common::{request_id, user, Harness, KEY};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! table; every event's recorded cost plus its corrections equals its cost at the new prices, to the
 //! nano-unit, and a second run records nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! `GET /metrics` counts what the usage events count.
 
-mod common;
+use crate::common;
 
 use common::{user, Harness};
 use serde_json::json;

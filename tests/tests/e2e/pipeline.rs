@@ -4,7 +4,7 @@
 //! These need `scripts/services.sh` and stop/start the services themselves, so they are `#[ignore]`d in a
 //! plain `cargo test` and run by `scripts/test.sh` with `--ignored --test-threads=1`.
 
-mod pipeline_support;
+use crate::pipeline_support;
 
 use std::collections::HashSet;
 use std::time::Duration;

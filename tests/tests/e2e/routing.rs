@@ -1,7 +1,7 @@
 //! Routing under failure: round-robin evenness, failover across keys and tiers, cooldown and recovery,
 //! Retry-After, deadlines, strategies and residency constraints — against the fault-injecting mock upstream.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

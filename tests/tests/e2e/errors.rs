@@ -1,6 +1,6 @@
 //! Every failure is an OpenAI-shaped error with the right status, recorded once; nothing panics.
 
-mod common;
+use crate::common;
 
 use common::{request_id, sse_payloads, user, Harness, KEY, NARROW_KEY};
 use serde_json::{json, Value};

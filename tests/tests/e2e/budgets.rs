@@ -2,7 +2,7 @@
 //! upstream that overshoots `max_tokens`, the budget 429, per-end-user caps, injected output caps, streams cut at
 //! their reservation, and signed threshold alerts delivered once with retries.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

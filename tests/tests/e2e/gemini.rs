@@ -5,7 +5,7 @@
 //! cost, each error class (429 RetryInfo → cooldown / failover, 401 → 502), in-stream errors, cut streams,
 //! and Vertex's service-account tokens (cached, refreshed, re-fetched after a 401).
 
-mod common;
+use crate::common;
 
 use common::{request_id, sse_payloads, Harness};
 use serde_json::{json, Value};

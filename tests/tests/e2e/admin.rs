@@ -2,7 +2,7 @@
 //! events, replayed by a gateway started later on the same store; config-declared keys and budgets untouchable;
 //! the OpenAPI description lists every admin route.
 
-mod common;
+use crate::common;
 
 use common::{admin_config, user, Harness, ADMIN_KEY, KEY};
 use serde_json::{json, Value};

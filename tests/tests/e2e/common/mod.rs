@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod log_capture;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -145,6 +147,7 @@ impl Harness {
     }
 
     pub async fn start_with(extra: &str) -> Self {
+        log_capture::install();
         let mock = MockUpstream::start().await.expect("mock upstream");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("usage.db");

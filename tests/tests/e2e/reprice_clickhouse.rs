@@ -6,7 +6,7 @@
 //! binaries (`cargo build --workspace`), so it is `#[ignore]`d in a plain `cargo test` and run by
 //! `scripts/test.sh` with `--ignored --test-threads=1`. Each run uses its own database.
 
-mod pipeline_support;
+use crate::pipeline_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Chat completions through the gateway: plain and streamed, every stream-usage dialect, request shaping.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
