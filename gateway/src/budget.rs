@@ -11,9 +11,12 @@
 //! - [`period`] — calendar windows (daily, weekly, monthly, total) in a configured time zone.
 //! - [`ledger`] — one subject's books for its current window.
 //! - [`alerts`] — threshold webhooks, HMAC-signed, retried with backoff, once per threshold per period.
+//! - [`lease`] — with several replicas (Kafka): hard budgets are spent only out of leases granted by the
+//!   budget owner in `tollgate-metering` (its ClickHouse baseline plus every lease), asked for over the
+//!   budget-requests topic and answered on the budget-decisions topic.
 //!
-//! This module is the embedded (one replica) owner: the books live in-process and are recovered from the
-//! usage store at start. Cluster-wide leases fed back from ClickHouse are not built yet (ARCHITECTURE.md).
+//! In embedded mode this module is the owner: the books live in-process and are recovered from the usage
+//! store at start. Soft budgets, and every budget in embedded mode, use those in-process books.
 
 pub mod alerts;
 pub mod lease;
@@ -30,6 +33,9 @@ use tollgate_schemas::price::format_nanos;
 
 use crate::clock::now_ms;
 use crate::error::GatewayError;
+
+/// Lease requests one reservation may make when concurrent requests of this replica take the grants first.
+const LEASE_ASKS: usize = 3;
 pub use ledger::Ledger;
 pub use period::Period;
 
@@ -279,36 +285,46 @@ impl Budgets {
             window_start_ms: start,
         };
         let ask = worst_case.saturating_mul(lease::LEASE_REQUESTS).max(1);
-        let decision = client.request(&scope, end, ask).await;
         let currency = &self.settings.currency;
-        let detail = match &decision {
-            Some(d) if d.granted >= worst_case => {
-                leases.add(d);
-                if let Some(id) = leases.try_reserve(worst_case, start, now_ms()) {
-                    return Ok((leases, id));
-                }
-                "the lease granted was taken by concurrent requests".to_string()
-            }
-            Some(d) => {
-                // A grant too small for this request is still capacity for smaller ones.
-                leases.add(d);
-                format!(
-                    "{} {currency} of the limit is committed across replicas, and this request may cost up to                      {} {currency}",
-                    format_nanos(i128::from(d.committed)),
-                    format_nanos(i128::from(worst_case))
-                )
-            }
-            None => "the budget owner did not answer in time".to_string(),
-        };
-        Err(GatewayError::BudgetExceeded {
+        // A grant big enough for this request can still be taken by concurrent requests of this replica
+        // before this one reserves on it: ask again (a few times) rather than refuse with room left.
+        let unavailable = |retry_after: Duration| GatewayError::BudgetOwnerUnavailable {
             subject: format!("{} {subject}", spec.subject.kind()),
             period: spec.period.as_str().into(),
-            limit: format!("{} {currency}", format_nanos(i128::from(spec.limit))),
-            detail,
-            retry_after: (end != i64::MAX).then(|| {
-                Duration::from_millis(u64::try_from(end.saturating_sub(now)).unwrap_or(0))
-            }),
-        })
+            retry_after,
+        };
+        for _ in 0..LEASE_ASKS {
+            // No answer in time: the owner is down or overloaded; lease requests take well under a second.
+            let Some(decision) = client.request(&scope, end, ask).await else {
+                return Err(unavailable(Duration::from_secs(1)));
+            };
+            if let Some(ms) = decision.unavailable_for_ms {
+                return Err(unavailable(Duration::from_millis(ms)));
+            }
+            // Even a grant too small for this request is capacity for smaller ones.
+            leases.add(&decision);
+            if let Some(id) = leases.try_reserve(worst_case, start, now_ms()) {
+                return Ok((leases, id));
+            }
+            if decision.granted < worst_case {
+                return Err(GatewayError::BudgetExceeded {
+                    subject: format!("{} {subject}", spec.subject.kind()),
+                    period: spec.period.as_str().into(),
+                    limit: format!("{} {currency}", format_nanos(i128::from(spec.limit))),
+                    detail: format!(
+                        "{} {currency} of the limit is committed across replicas, and this request may \
+                         cost up to {} {currency}",
+                        format_nanos(i128::from(decision.committed)),
+                        format_nanos(i128::from(worst_case))
+                    ),
+                    retry_after: (end != i64::MAX).then(|| {
+                        Duration::from_millis(u64::try_from(end.saturating_sub(now)).unwrap_or(0))
+                    }),
+                });
+            }
+        }
+        // Every grant was taken by this replica's concurrent requests before this one reserved.
+        Err(unavailable(Duration::from_secs(1)))
     }
 
     #[must_use]

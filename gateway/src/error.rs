@@ -101,6 +101,16 @@ pub enum GatewayError {
         reserved_tokens: u64,
         seen_tokens: u64,
     },
+    /// With several replicas, the budget owner did not answer a lease request in time. Spending without a
+    /// lease could break the overspend bound, so the request is refused, but this is no budget verdict: 503.
+    #[error(
+        "the budget owner did not grant capacity for {subject}'s {period} budget in time; retry shortly"
+    )]
+    BudgetOwnerUnavailable {
+        subject: String,
+        period: String,
+        retry_after: Duration,
+    },
     /// The admin API is off (no `[admin]` in the config).
     #[error("the admin API is disabled; set [admin] key_env or sha256 in the config to enable it")]
     AdminDisabled,
@@ -147,7 +157,9 @@ impl GatewayError {
             | Self::UpstreamUnreachable { .. }
             | Self::StreamTruncated { .. }
             | Self::AllCoolingDown { .. } => Origin::Upstream,
-            Self::Internal(_) | Self::Unavailable(_) => Origin::Gateway,
+            Self::Internal(_) | Self::Unavailable(_) | Self::BudgetOwnerUnavailable { .. } => {
+                Origin::Gateway
+            }
         }
     }
 
@@ -182,7 +194,9 @@ impl GatewayError {
             }
             Self::NotAdmin => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::BudgetOwnerUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamRejected(e) => e.status,
             Self::UpstreamFailed { .. }
             | Self::UpstreamAuthFailed { .. }
@@ -228,6 +242,7 @@ impl GatewayError {
             Self::NotFound(_) => "not_found".into(),
             Self::Conflict(_) => "conflict".into(),
             Self::Unavailable(_) => "unavailable".into(),
+            Self::BudgetOwnerUnavailable { .. } => "budget_unavailable".into(),
             Self::Internal(_) => "internal_error".into(),
         }
     }
@@ -240,7 +255,7 @@ impl GatewayError {
             Self::BudgetExceeded { .. } | Self::ReservationExceeded { .. } => {
                 "insufficient_quota".into()
             }
-            Self::Unavailable(_) => "server_error".into(),
+            Self::Unavailable(_) | Self::BudgetOwnerUnavailable { .. } => "server_error".into(),
             Self::ModelNotAllowed(_) | Self::NoEligibleDeployment { .. } => {
                 "permission_error".into()
             }
@@ -312,6 +327,7 @@ impl IntoResponse for GatewayError {
         let retry_after = match &self {
             Self::AllCoolingDown { retry_after, .. } => Some(*retry_after),
             Self::BudgetExceeded { retry_after, .. } => *retry_after,
+            Self::BudgetOwnerUnavailable { retry_after, .. } => Some(*retry_after),
             Self::RateLimited(r) => {
                 for (name, value) in &r.headers {
                     if let Ok(v) = HeaderValue::from_str(value) {
@@ -420,5 +436,21 @@ mod tests {
         let response = err.into_response();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["x-should-retry"], "false");
+    }
+
+    #[test]
+    fn an_unanswering_budget_owner_is_a_retryable_503_not_a_spent_budget() {
+        let err = GatewayError::BudgetOwnerUnavailable {
+            subject: "tenant acme".into(),
+            period: "monthly".into(),
+            retry_after: Duration::from_millis(2_500),
+        };
+        assert_eq!(err.code(), "budget_unavailable");
+        assert_eq!(err.origin(), Origin::Gateway);
+        assert_eq!(err.body()["error"]["type"], "server_error");
+        let response = err.into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "3");
+        assert!(response.headers().get("x-should-retry").is_none());
     }
 }

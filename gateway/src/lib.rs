@@ -207,9 +207,10 @@ impl Gateway {
     }
 }
 
-/// Budget spend already recorded in the current periods. The embedded store holds every event; with Kafka the
-/// gateway has no local history, so budgets start from zero at each start (cluster budgets fed back from
-/// ClickHouse are future work — see ARCHITECTURE.md).
+/// Budget spend already recorded in the current periods, re-pricing corrections included. The embedded store
+/// holds every event. With Kafka the gateway has no local history: hard budgets are then spent out of the
+/// budget owner's leases (which start from ClickHouse's totals), and only this replica's local books — soft
+/// budgets, `/admin/budgets` — start from zero.
 fn recover_budget_spend(
     config: &Config,
     specs: &[budget::BudgetSpec],
@@ -219,7 +220,7 @@ fn recover_budget_spend(
     }
     if config.kafka.is_some() {
         tracing::warn!(target: "tollgate::budget",
-            "budgets with the Kafka sink start from zero spend at each start (no local usage history)");
+            "with the Kafka sink, hard budgets spend leases from the budget owner; this replica's local books (soft budgets, /admin/budgets) start from zero");
         return Ok(budget::RecoveredSpend::new());
     }
     let tz = config.budgets.settings.timezone;

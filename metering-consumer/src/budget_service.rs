@@ -78,8 +78,15 @@ fn tail(brokers: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, 
     Ok(consumer)
 }
 
-/// The spend recorded in ClickHouse for one scope's window.
-async fn baseline(
+/// The spend recorded in ClickHouse for one scope's window: its raw usage rows plus every re-pricing
+/// correction of those rows (`cost_corrections`, joined by `event_id`), so budgets count the same spend as
+/// the reports and dashboards. `inserted_before_ms` limits the raw rows to those stored before a moment (the
+/// alert baseline; later rows reach the owner one by one). Subject kinds: `tenant`, `team`, `key`,
+/// `end_user`, and `tag` (`key=value`).
+///
+/// # Errors
+/// When ClickHouse does not answer or refuses the query.
+pub async fn baseline(
     client: &clickhouse::Client,
     database: &str,
     kind: &str,
@@ -104,16 +111,50 @@ async fn baseline(
             )
         }
     };
-    let sql = format!(
-        "SELECT toUInt64(greatest(sum(reporting_cost_nanos), 0)) FROM {database}.usage_events \
-         WHERE started_at_ms >= {start} AND started_at_ms < {end} AND {subject}{inserted}",
+    let rows = format!(
+        "started_at_ms >= {start} AND started_at_ms < {end} AND {subject}",
         start = scope.window_start_ms.max(0),
         end = window_end_ms.max(0),
-        inserted = inserted_before_ms
-            .map(|t| format!(" AND inserted_at_ms < {t}"))
-            .unwrap_or_default(),
+    );
+    let inserted = inserted_before_ms
+        .map(|t| format!(" AND inserted_at_ms < {t}"))
+        .unwrap_or_default();
+    // Scalar subqueries (ClickHouse 18.16 and current both take them); a correction may be negative, so the
+    // sum is signed and clamped at zero.
+    let sql = format!(
+        "SELECT toUInt64(greatest(\
+           (SELECT toInt64(sum(reporting_cost_nanos)) FROM {database}.usage_events WHERE {rows}{inserted}) \
+         + (SELECT toInt64(sum(delta_reporting_cost_nanos)) FROM {database}.cost_corrections \
+            WHERE event_id IN (SELECT event_id FROM {database}.usage_events WHERE {rows})), 0))"
     );
     client.query(&sql).fetch_one::<u64>().await
+}
+
+/// How soon a replica may ask again after ClickHouse failed to give a scope's baseline.
+const BASELINE_RETRY_MS: u64 = 1_000;
+
+/// The answer to a lease request the owner cannot decide now: nothing granted, no verdict on the budget.
+fn unavailable(message: &LeaseMessage, expires_at_ms: i64, retry_ms: u64) -> Option<LeaseDecision> {
+    let LeaseMessage::Requested {
+        request_id,
+        replica,
+        scope,
+        ..
+    } = message
+    else {
+        return None;
+    };
+    Some(LeaseDecision {
+        request_id: *request_id,
+        replica: replica.clone(),
+        scope: scope.clone(),
+        lease_id: None,
+        granted: 0,
+        expires_at_ms,
+        limit: 0,
+        committed: 0,
+        unavailable_for_ms: Some(retry_ms.max(1)),
+    })
 }
 
 /// Runs the owner until `stop`.
@@ -174,14 +215,13 @@ pub async fn run(
                 }
                 let expires = now_ms()
                     + i64::try_from(settings.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-                if let LeaseMessage::Requested { request_id, replica, scope, .. } = &message {
-                    if now_ms() < ready_at {
-                        let d = LeaseDecision { request_id: *request_id, replica: replica.clone(),
-                            scope: scope.clone(), lease_id: None, granted: 0, expires_at_ms: expires,
-                            limit: 0, committed: 0 };
+                if now_ms() < ready_at {
+                    // Still waiting out leases granted before this start: no verdict yet.
+                    let wait = u64::try_from(ready_at - now_ms()).unwrap_or(0);
+                    if let Some(d) = unavailable(&message, expires, wait) {
                         publish(&decisions, &settings.decisions_topic, &d).await;
-                        continue;
                     }
+                    continue;
                 }
                 let mut step = owner.handle(&message, expires);
                 if let Some(Step::NeedsBaseline(scope)) = &step {
@@ -196,8 +236,9 @@ pub async fn run(
                             step = owner.handle(&message, expires);
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "budget baseline query failed; refusing this lease request");
-                            step = None;
+                            tracing::warn!(error = %e, "budget baseline query failed; this lease request gets no verdict");
+                            step = unavailable(&message, expires, BASELINE_RETRY_MS)
+                                .map(Step::Decided);
                         }
                     }
                 }

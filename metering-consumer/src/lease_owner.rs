@@ -360,6 +360,7 @@ fn decision(
         expires_at_ms,
         limit,
         committed,
+        unavailable_for_ms: None,
     }
 }
 

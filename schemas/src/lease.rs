@@ -58,6 +58,11 @@ pub struct LeaseDecision {
     /// The owner's view when deciding: limit and what was committed before this grant.
     pub limit: u64,
     pub committed: u64,
+    /// Set when the owner cannot decide yet (after its start it waits out earlier leases; or ClickHouse did
+    /// not answer): no verdict on the budget, ask again after this many milliseconds. Absent in decisions
+    /// of owners that predate it, which never sent such answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_for_ms: Option<u64>,
 }
 
 impl LeaseMessage {

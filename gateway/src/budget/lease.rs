@@ -277,6 +277,7 @@ mod tests {
             expires_at_ms: expires,
             limit: 0,
             committed: 0,
+            unavailable_for_ms: None,
         }
     }
 

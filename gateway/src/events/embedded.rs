@@ -229,14 +229,18 @@ pub struct SpendRow {
     pub reporting_cost_nanos: u64,
 }
 
-/// Spend rows of events started at or after `since_ms` (a full scan: run once at start).
+/// Spend rows of events started at or after `since_ms`, each at its cost plus its re-pricing corrections
+/// (a full scan: run once at start).
 ///
 /// # Errors
 /// When the store cannot be read.
 pub fn spend_since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<SpendRow>> {
     let mut stmt = conn.prepare(
-        "SELECT tenant, team, key_id, end_user, tags, started_at_ms, reporting_cost_nanos FROM usage_events \
-         WHERE started_at_ms >= ?1 AND reporting_cost_nanos > 0",
+        "SELECT tenant, team, key_id, end_user, tags, started_at_ms, cost FROM (\
+           SELECT tenant, team, key_id, end_user, tags, started_at_ms, reporting_cost_nanos + \
+             COALESCE((SELECT sum(c.delta_reporting_cost_nanos) FROM cost_corrections c \
+                       WHERE c.event_id = usage_events.event_id), 0) AS cost \
+           FROM usage_events WHERE started_at_ms >= ?1) WHERE cost > 0",
     )?;
     let rows = stmt.query_map([since_ms], |r| {
         let tags: Option<String> = r.get(4)?;

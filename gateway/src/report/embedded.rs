@@ -144,7 +144,9 @@ fn sql(query: &UsageQuery, reporting_currency: &str) -> (String, Vec<Value>) {
             "sum(cache_write_tokens)",
             "sum(reasoning_tokens)",
             "sum(price_missing)",
-            "sum(reporting_cost_nanos)",
+            // Re-pricing corrections count (looked up by the `cost_corrections_by_event` index), as on ClickHouse.
+            "sum(reporting_cost_nanos + COALESCE((SELECT sum(c.delta_reporting_cost_nanos) FROM cost_corrections c \
+             WHERE c.event_id = usage_events.event_id), 0))",
         ]
         .map(String::from),
     );

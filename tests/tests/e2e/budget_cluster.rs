@@ -83,6 +83,9 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
     let (alerts, hook) = receiver().await;
     // The consumer reads the secret from this variable (inherited by the child process).
     std::env::set_var("TOLLGATE_TEST_ALERT_SECRET", ALERT_SECRET);
+    // The owner starts after this and answers nothing but "not yet" for lease TTL + grace = 6 s.
+    let started = std::time::Instant::now();
+    let warm_up = Duration::from_millis(6_000);
     let p = Pipeline::start_with(
         "budget_cluster",
         &[
@@ -90,7 +93,7 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
             "--lease-ttl-ms",
             "2000",
             "--lease-grace-ms",
-            "1000",
+            "4000",
             "--alert-webhook-url",
             &hook,
             "--alert-webhook-secret-env",
@@ -109,8 +112,38 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
         .await
         .expect("put budget");
     assert_eq!(r.status(), 200);
-    // The owner grants nothing until lease TTL + grace after its start.
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // The owner grants nothing until lease TTL + grace after its start: meanwhile a hard-budgeted request is
+    // refused as "owner unavailable" (503, retry soon), not as a spent budget.
+    // (Replica `a`, which applied the budget before answering the PUT; `b` may take up to 2 s.)
+    let r = client
+        .post(format!("{a}/v1/chat/completions"))
+        .bearer_auth(TENANT_KEYS[0].1)
+        .json(&json!({"model": "gpt-4o-mini", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "during the owner's warm-up"}]}))
+        .send()
+        .await
+        .expect("request");
+    let answered_at = started.elapsed();
+    let status = r.status().as_u16();
+    let retry_after: Option<u64> = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body: Value = r.json().await.expect("json");
+    if answered_at < warm_up {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "budget_unavailable", "{body}");
+        assert!(
+            retry_after.is_some_and(|s| (1..=6).contains(&s)),
+            "{retry_after:?}"
+        );
+    } else {
+        eprintln!(
+            "set-up took {answered_at:?}, past the owner's warm-up: its answer is not checked"
+        );
+    }
+    tokio::time::sleep(warm_up.saturating_sub(started.elapsed()) + Duration::from_millis(500))
+        .await;
 
     let key = TENANT_KEYS[0].1;
     let bases = Arc::new([a.clone(), b.clone()]);
@@ -165,7 +198,8 @@ async fn two_replicas_never_overspend_a_budget_by_more_than_the_stated_bound() {
         assert_eq!(last, 429, "{base} never refused");
     }
     // Every answered request's row is in ClickHouse; their spend is within the bound.
-    p.wait_rows(ok + refused, Duration::from_secs(30)).await;
+    // (+1: the refused warm-up probe.)
+    p.wait_rows(ok + refused + 1, Duration::from_secs(30)).await;
     let spent = ch_u64(&format!(
         "SELECT toUInt64(sum(reporting_cost_nanos)) FROM {} WHERE tenant = 'acme'",
         p.table("usage_events")

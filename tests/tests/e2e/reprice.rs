@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use common::{user, Harness};
 use serde_json::json;
+use tollgate_gateway::report::embedded::EmbeddedReports;
+use tollgate_gateway::report::{Filters, UsageQuery};
 use tollgate_gateway::reprice::{self, Pricer, Selection, Store};
 use tollgate_schemas::price::PriceTable;
 use tollgate_schemas::UsageEvent;
@@ -260,6 +262,32 @@ async fn corrections_bring_every_event_to_the_new_price_and_a_second_run_adds_no
         totals.get("USD").copied().unwrap_or(0) - before_total,
         summary.delta_reporting.get("USD").copied().unwrap_or(0)
     );
+
+    // Reports and the budget books recovered at start count the corrected spend, not the raw one.
+    let query = UsageQuery {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        group_by: Vec::new(),
+        filters: Filters::default(),
+        bucket: None,
+    };
+    let reported: i128 = EmbeddedReports::new(&path, "USD")
+        .run(&query)
+        .await
+        .expect("report")
+        .iter()
+        .filter(|r| r.currency == "USD")
+        .map(|r| r.figures.cost_nanos)
+        .sum();
+    let want_total = totals.get("USD").copied().unwrap_or(0);
+    assert_ne!(want_total, before_total);
+    assert_eq!(reported, want_total);
+    let recovered: i128 = tollgate_gateway::events::embedded::spend_since(&conn, 0)
+        .expect("spend")
+        .iter()
+        .map(|r| i128::from(r.reporting_cost_nanos))
+        .sum();
+    assert_eq!(recovered, want_total);
 
     // Nothing left to correct: a second run writes nothing.
     let again = reprice::run(&mut store, &pricer, &selection, false, 4)

@@ -38,6 +38,7 @@ const STEP_MS: u64 = 250;
 
 struct Row {
     json: String,
+    tenant: &'static str,
     started_at_ms: u64,
     kind: &'static str,
     upstream: &'static str,
@@ -108,6 +109,7 @@ fn rows() -> Vec<Row> {
             .to_string();
             Row {
                 json,
+                tenant,
                 started_at_ms,
                 kind,
                 upstream,
@@ -193,6 +195,8 @@ async fn corrections_make_cost_by_minute_the_spend_at_the_new_prices() {
     );
     let in_range = |r: &Row| r.started_at_ms >= from && r.started_at_ms < to;
     let mut want_reporting: i128 = 0;
+    // What the budget owner must count for tenant acme over the re-priced range: the corrected spend.
+    let mut want_acme_in_range: i128 = 0;
     let mut want_by_currency: BTreeMap<String, i128> = BTreeMap::new();
     let (mut to_correct, mut unpriced, mut scanned) = (0_u64, 0_u64, 0_u64);
     for r in &rows {
@@ -216,6 +220,9 @@ async fn corrections_make_cost_by_minute_the_spend_at_the_new_prices() {
         };
         unpriced += u64::from(in_range(r) && r.kind == "zhipu");
         want_reporting += reporting;
+        if r.tenant == "acme" && in_range(r) {
+            want_acme_in_range += reporting;
+        }
         *want_by_currency.entry(currency).or_default() += cost;
     }
     let before: i128 = rows.iter().map(|r| i128::from(r.reporting)).sum();
@@ -302,6 +309,27 @@ async fn corrections_make_cost_by_minute_the_spend_at_the_new_prices() {
         ch_u64(&format!("SELECT sum(requests) FROM {db}.cost_by_minute")).await,
         EVENTS
     );
+    // Budgets count the same corrected spend: the owner's baseline for a scope is its raw rows plus their
+    // corrections.
+    let warehouse =
+        tollgate_metering::warehouse::Warehouse::new(&clickhouse_url(), &db, "default", "");
+    let scope = tollgate_schemas::lease::LeaseScope {
+        budget_id: "acme-monthly".into(),
+        subject: "acme".into(),
+        window_start_ms: i64::try_from(from).expect("ms"),
+    };
+    let end = i64::try_from(to).expect("ms");
+    let baseline = tollgate_metering::budget_service::baseline(
+        warehouse.client(),
+        &db,
+        "tenant",
+        &scope,
+        end,
+        None,
+    )
+    .await
+    .expect("baseline");
+    assert_eq!(i128::from(baseline), want_acme_in_range);
 
     // Nothing left to correct.
     let again = reprice(&args);
