@@ -10,7 +10,7 @@ use super::query::{Dimension, UsageQuery};
 use super::time;
 
 /// Sums over a set of usage events. Cost is in nano-units of the row's reporting currency, corrections
-/// (re-pricing deltas, ClickHouse) included.
+/// (re-pricing deltas) included on both stores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
     pub requests: u64,
