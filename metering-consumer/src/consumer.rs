@@ -138,6 +138,7 @@ pub async fn run(
         warehouse.clone(),
         metrics.clone(),
         settings.lag_interval(),
+        settings.budget_owner.then(|| settings.topic.clone()),
         stop.clone(),
     ));
 

@@ -144,6 +144,7 @@ pub struct Metrics {
     commits_failed: Counter,
     lag: Family<PartitionLabel, Gauge>,
     pipeline_lag: Histogram,
+    owner_partitions_missing: Gauge,
     facts: std::sync::Arc<Facts>,
     /// The partitions (and lags) of the last refresh, to remove revoked ones and to sum for `/readyz`.
     known: Mutex<HashMap<i32, i64>>,
@@ -232,6 +233,13 @@ impl Metrics {
             "Records not yet committed per assigned partition (high watermark - committed offset)",
             lag.clone(),
         );
+        let owner_partitions_missing = Gauge::default();
+        registry.register(
+            "budget_owner_partitions_missing",
+            "Budget owner only: usage-topic partitions stored by other consumers, whose rows its alerts cannot \
+             see (should be 0)",
+            owner_partitions_missing.clone(),
+        );
         let facts = std::sync::Arc::new(Facts {
             clickhouse_ok_ms: AtomicU64::new(0),
             assigned: AtomicI64::new(-1),
@@ -263,6 +271,7 @@ impl Metrics {
             insert_retries,
             lag,
             pipeline_lag,
+            owner_partitions_missing,
             facts,
             known: Mutex::new(HashMap::new()),
         }
@@ -325,6 +334,12 @@ impl Metrics {
             i64::try_from(partitions).unwrap_or(i64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// The budget owner's view of spend: how many usage-topic partitions it does not store itself.
+    pub fn owner_partitions_missing(&self, missing: usize) {
+        self.owner_partitions_missing
+            .set(i64::try_from(missing).unwrap_or(i64::MAX));
     }
 
     /// Replaces the per-partition lag: partitions no longer assigned disappear.

@@ -43,14 +43,19 @@ impl ConsumerContext for MeteringContext {
 
 pub type MeteringConsumer = StreamConsumer<MeteringContext>;
 
-/// Refreshes readiness facts and lag every `interval` until `stop`.
+/// Refreshes readiness facts and lag every `interval` until `stop`. With `owner_topic` (this consumer runs
+/// the budget owner) it also checks that the owner sees every partition of that usage topic: the owner counts
+/// spend from the rows this consumer stores, so rows stored by other consumers never reach its alerts (the
+/// overspend bound does not depend on them: leases count at least at their grant).
 pub async fn run(
     consumer: Arc<MeteringConsumer>,
     warehouse: Warehouse,
     metrics: Arc<Metrics>,
     interval: Duration,
+    owner_topic: Option<String>,
     stop: CancellationToken,
 ) {
+    let mut missing_before = 0;
     loop {
         if warehouse.ping().await.is_ok() {
             metrics.clickhouse_answered();
@@ -64,11 +69,46 @@ pub async fn run(
             Ok(Err(e)) => tracing::debug!(error = %e, "consumer lag refresh failed"),
             Err(e) => tracing::warn!(error = %e, "consumer lag refresh panicked"),
         }
+        if let Some(topic) = &owner_topic {
+            let (c, t) = (consumer.clone(), topic.clone());
+            if let Ok(Ok(missing)) =
+                tokio::task::spawn_blocking(move || partitions_not_assigned(&c, &t)).await
+            {
+                metrics.owner_partitions_missing(missing);
+                if missing > 0 && missing != missing_before {
+                    tracing::warn!(
+                        topic = %topic,
+                        missing,
+                        "the budget owner's consumer does not store every partition of the usage topic: \
+                         threshold alerts miss the spend in the others (run the owner's consumer alone in its \
+                         group, or give the topic one partition)"
+                    );
+                }
+                missing_before = missing;
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// How many partitions of `topic` are not assigned to this consumer.
+fn partitions_not_assigned(consumer: &MeteringConsumer, topic: &str) -> KafkaResult<usize> {
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let total = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    let assigned = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .count();
+    Ok(total.saturating_sub(assigned))
 }
 
 /// The number of assigned partitions and each one's lag: the high watermark minus the committed offset, or

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use pipeline_support::{ch_u64, Pipeline, ADMIN_KEY, TENANT_KEYS};
+use pipeline_support::{ch_u64, metric, Pipeline, ADMIN_KEY, TENANT_KEYS};
 use serde_json::{json, Value};
 
 /// gpt-4o-mini from the shipped table, nano-USD per output token.
@@ -342,5 +342,53 @@ async fn a_spent_daily_budget_admits_again_in_the_next_period() {
     assert_eq!(status, 200, "not re-admitted in the next period: {text}");
     let _ = stop.send(());
     let _ = server.await;
+    p.cleanup().await;
+}
+
+/// The owner counts spend from the rows its own consumer stores: once another consumer of the group takes
+/// some of the usage topic's partitions (3 here), the owner says so in a gauge, and says 0 while it has all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka and ClickHouse (scripts/services.sh)"]
+async fn the_owner_reports_usage_partitions_it_does_not_see() {
+    let mut p = Pipeline::start_with("owner_view", &["--budget-owner"]).await;
+    // Traffic makes the usage topic exist (the broker creates it with its default 3 partitions).
+    let r = p
+        .client
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(TENANT_KEYS[0].1)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    p.wait_rows(1, Duration::from_secs(30)).await;
+    let gauge = "tollgate_metering_budget_owner_partitions_missing";
+    let text = p
+        .wait_consumer_metrics(Duration::from_secs(20), |t| {
+            metric(t, "tollgate_metering_assigned_partitions") == Some(3.0)
+                && metric(t, gauge) == Some(0.0)
+        })
+        .await;
+    assert_eq!(metric(&text, gauge), Some(0.0), "{text}");
+
+    // A second consumer joins the group: the partitions are shared, the owner no longer sees them all.
+    let (owner, owner_port) = (p.consumer.take(), p.consumer_port);
+    p.start_consumer(&[]);
+    let (second, _) = (p.consumer.take(), p.consumer_port);
+    p.consumer = owner;
+    p.consumer_port = owner_port;
+    let text = p
+        .wait_consumer_metrics(Duration::from_secs(60), |t| {
+            let assigned = metric(t, "tollgate_metering_assigned_partitions").unwrap_or(-1.0);
+            metric(t, gauge).is_some_and(|m| m > 0.0 && m + assigned == 3.0)
+        })
+        .await;
+    let missing = metric(&text, gauge).unwrap_or(0.0);
+    let assigned = metric(&text, "tollgate_metering_assigned_partitions").unwrap_or(-1.0);
+    assert!(missing > 0.0, "{text}");
+    assert_eq!(missing + assigned, 3.0, "{text}");
+    if let Some(mut c) = second {
+        Pipeline::terminate(&mut c);
+    }
     p.cleanup().await;
 }
