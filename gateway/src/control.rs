@@ -155,7 +155,7 @@ pub fn apply(
                 );
             }
         }
-        ControlChange::KeyRevoked { key_id } => {
+        ControlChange::KeyRevoked { key_id, .. } => {
             if keys.revoke(key_id) {
                 limits.set_key(key_id, crate::rate_limit::Limits::default());
             }

@@ -1,19 +1,12 @@
 //! The `budgets` table: budgets as the control log states them, for dashboards' burn-down against limits.
 //!
-//! A task replays the control topic from the beginning (a fresh, never-committed group each start) and tails
-//! it, writing one row per `BudgetSet` / `BudgetDeleted` with `version` = the event's time. The table is a
-//! ReplacingMergeTree by `version`, so replays and duplicates converge on the latest state per budget.
-
-use std::time::Duration;
+//! One row per `BudgetSet` / `BudgetDeleted` with `version` = the event's time (written by
+//! [`crate::control_projection`]). The table is a ReplacingMergeTree by `version`, so replays and duplicates
+//! converge on the latest state per budget.
 
 use clickhouse::Row;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use tollgate_schemas::control::{ControlChange, ControlEvent};
-
-use crate::error::MeteringError;
 
 /// One row of `budgets` (see `schemas/migrations/clickhouse/0007_budgets.sql`).
 #[derive(Debug, Clone, Row, Serialize, PartialEq, Eq)]
@@ -81,73 +74,6 @@ pub fn row(event: &ControlEvent) -> Option<BudgetRow> {
     }
 }
 
-/// Replays and tails `topic` until `stop`, writing budget rows; a failed insert is retried.
-///
-/// # Errors
-/// When the Kafka consumer cannot be created.
-pub async fn run(
-    brokers: &str,
-    topic: &str,
-    client: clickhouse::Client,
-    stop: CancellationToken,
-) -> Result<(), MeteringError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("tollgate-metering-control-{}", uuid::Uuid::now_v7()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            m = consumer.recv() => m,
-        };
-        let event = match message {
-            Ok(m) => match m.payload().map(serde_json::from_slice::<ControlEvent>) {
-                Some(Ok(e)) => e,
-                _ => continue,
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "control topic read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let Some(row) = row(&event) else { continue };
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match insert(&client, &row).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, budget = %row.budget_id, "writing a budget row failed; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-}
-
-async fn insert(
-    client: &clickhouse::Client,
-    row: &BudgetRow,
-) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client
-        .insert::<BudgetRow>(tollgate_schemas::clickhouse::BUDGETS)
-        .await?;
-    insert.write(row).await?;
-    insert.end().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +110,14 @@ mod tests {
             43,
         );
         assert_eq!(row(&del).unwrap().deleted, 1);
-        let key = ControlEvent::new(ControlChange::KeyRevoked { key_id: "k".into() }, 1);
+        let key = ControlEvent::new(
+            ControlChange::KeyRevoked {
+                key_id: "k".into(),
+                tenant: None,
+                team: None,
+            },
+            1,
+        );
         assert!(row(&key).is_none());
     }
 }

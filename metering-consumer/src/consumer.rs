@@ -79,8 +79,8 @@ pub async fn run(
             stop.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = crate::budgets::run(&brokers, &topic, client, stop).await {
-                tracing::error!(error = %e, "the budgets projection stopped");
+            if let Err(e) = crate::control_projection::run(&brokers, &topic, client, stop).await {
+                tracing::error!(error = %e, "the control projection (budgets, virtual keys) stopped");
             }
         });
     }

@@ -7,7 +7,9 @@
 //! - [`warehouse`] — ClickHouse: dedupe lookup, insert, retry of transient failures.
 //! - [`consumer`] — the loop: consume → decode (dead-letter what cannot be decoded) → batch by rows, bytes
 //!   and age → dedupe → insert → commit offsets.
-//! - [`budgets`] — the control topic's budget events → the `budgets` table (latest per budget), for dashboards.
+//! - [`control_projection`] — replays and tails the control topic into ClickHouse: [`budgets`] (budget events →
+//!   `budgets`, latest per budget, for dashboards) and [`keys`] (key events → `virtual_keys`: tenant, team,
+//!   models, revoked; never the key or its hash).
 //! - [`lease_owner`] — the budget owner's books: grants leases so replicas together never reserve past a
 //!   limit; [`budget_service`] runs it (`--budget-owner`) on the control, requests and decisions topics.
 //! - [`metrics`] — the Prometheus series and the readiness facts; [`http`] serves them (`/metrics`, `/healthz`,
@@ -26,8 +28,10 @@
 pub mod budget_service;
 pub mod budgets;
 pub mod consumer;
+pub mod control_projection;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod lease_owner;
 pub mod metrics;
 pub mod migrate;

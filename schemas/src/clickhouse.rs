@@ -16,6 +16,8 @@ pub const COST_BY_MINUTE: &str = "cost_by_minute";
 pub const COST_BY_TAG_DAY: &str = "cost_by_tag_day";
 /// Budgets as last set through the control log (ReplacingMergeTree by `version`).
 pub const BUDGETS: &str = "budgets";
+/// Virtual keys as last issued, rotated or revoked through the control log (ReplacingMergeTree by `version`).
+pub const VIRTUAL_KEYS: &str = "virtual_keys";
 /// Re-pricing differences, one row per (correction run, event).
 pub const COST_CORRECTIONS: &str = "cost_corrections";
 /// Applied migration versions.
@@ -74,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "cost_corrections",
         sql: include_str!("../migrations/clickhouse/0008_cost_corrections.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "virtual_keys",
+        sql: include_str!("../migrations/clickhouse/0009_virtual_keys.sql"),
     },
 ];
 

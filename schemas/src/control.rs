@@ -46,7 +46,15 @@ pub enum ControlChange {
         limits: KeyLimits,
     },
     /// A virtual key stops working.
-    KeyRevoked { key_id: String },
+    KeyRevoked {
+        key_id: String,
+        /// The revoked key's tenant and team, so a projection that never saw its issue (compacted away: both
+        /// events share the entity key) can still say whose key it was. Absent in events written before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<String>,
+    },
     /// A budget was created or changed.
     BudgetSet {
         budget_id: String,
@@ -85,7 +93,9 @@ impl ControlChange {
     #[must_use]
     pub fn entity(&self) -> String {
         match self {
-            Self::KeyIssued { key_id, .. } | Self::KeyRevoked { key_id } => format!("key/{key_id}"),
+            Self::KeyIssued { key_id, .. } | Self::KeyRevoked { key_id, .. } => {
+                format!("key/{key_id}")
+            }
             Self::BudgetSet { budget_id, .. } | Self::BudgetDeleted { budget_id } => {
                 format!("budget/{budget_id}")
             }
@@ -115,6 +125,8 @@ mod tests {
         let e = ControlEvent::new(
             ControlChange::KeyRevoked {
                 key_id: "ci".into(),
+                tenant: Some("acme".into()),
+                team: None,
             },
             5,
         );

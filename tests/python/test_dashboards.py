@@ -11,7 +11,8 @@ Each query must return at least one row with a non-zero number in it (the traffi
 something to show), the "All" and the "every value ticked" variable selections must agree, both engines must
 return as many rows, and the spend panels must add up to `sum(reporting_cost_nanos)` of the raw rows plus the
 re-pricing corrections, to the nano-unit. Budgets are set through the admin API and reach `budgets` through the
-control topic and tollgate-metering; one known `cost_corrections` row is inserted directly.
+control topic and tollgate-metering (as does a key issued, used and revoked through it, into `virtual_keys`); one
+known `cost_corrections` row is inserted directly.
 
 Grafana expansion is reproduced by `expand()` below, in the plugin's order: `$__conditionalAll(...)` (frontend),
 template variables, then the backend macros of grafana-clickhouse-datasource 4.x. Supported:
@@ -341,6 +342,17 @@ def _traffic(base: str) -> int:
         for i in range(3):
             chat(keys[i], "glm", "an unpriced model", stream=i == 1)
         chat(keys[0], "flaky", "the first tier is down", tags="feature=summarize")
+        # A key issued through the admin API (a control event the consumer projects into `virtual_keys`) spends
+        # too, and is then revoked: the key-status guide query joins its usage to that projection.
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+        r = client.post("/admin/keys", headers=admin,
+                        json={"key_id": "dash-bot", "tenant": "acme", "team": "bots"})
+        assert r.status_code == 201, r.text
+        bot = r.json()["key"]
+        for i in range(2):
+            chat(bot, "gpt-4o-mini", f"an issued key's request {i}")
+        r = client.delete("/admin/keys/dash-bot", headers=admin)
+        assert r.status_code == 200, r.text
         chat(keys[1], "broken", "always down", want=502)
         # A malformed tag header is refused before any upstream: a metered client_error.
         r = client.post("/v1/chat/completions", headers={"authorization": f"Bearer {keys[2]}",
@@ -490,7 +502,7 @@ def current(pipeline: PipelineData) -> Any:
     for f in sorted(MIGRATIONS.glob("*.sql")):
         for statement in statements(f.read_text(), db):
             apply(session, statement)
-    for table in ("usage_events", "budgets", "cost_corrections"):
+    for table in ("usage_events", "budgets", "cost_corrections", "virtual_keys"):
         rows = ch(f"SELECT * FROM {db}.{table} FORMAT JSONEachRow", output_format_json_quote_64bit_integers=0)
         session.query(f"INSERT INTO {db}.{table} FORMAT JSONEachRow {rows}")
     count = session.query(f"SELECT count() FROM {db}.usage_events", "CSV").bytes().decode().strip()

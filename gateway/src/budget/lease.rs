@@ -81,8 +81,23 @@ impl LeaseClient {
             .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| unavailable("consumer", e))?;
+        // Start at the partition's current end, resolved now: `Offset::End` is resolved only at the first
+        // fetch, and a decision published before that (the answer to this replica's first request) would be
+        // skipped.
+        // (A topic created a moment ago may have no leader yet: ask again for a few seconds.)
+        let mut tries = 0;
+        let end = loop {
+            match consumer.fetch_watermarks(decisions_topic, 0, Duration::from_secs(5)) {
+                Ok((_, end)) => break end,
+                Err(e) if tries >= 20 => return Err(unavailable("decisions offset", e)),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        };
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(decisions_topic, 0, Offset::End)
+        tpl.add_partition_offset(decisions_topic, 0, Offset::Offset(end))
             .map_err(|e| unavailable("assign", e))?;
         consumer
             .assign(&tpl)

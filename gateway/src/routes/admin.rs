@@ -231,12 +231,14 @@ async fn revoke_inner(
     key_id: &str,
 ) -> Result<Response, GatewayError> {
     state.admin.check(headers)?;
-    issued_key(state, key_id)?;
+    let info = issued_key(state, key_id)?;
     state
         .control
         .commit(
             ControlChange::KeyRevoked {
                 key_id: key_id.to_string(),
+                tenant: Some(info.tenant.clone()),
+                team: Some(info.team.clone()),
             },
             &state.keys,
             &state.budgets,

@@ -1,6 +1,6 @@
 //! The control plane on Kafka with two gateway replicas and the metering consumer: a key issued on one replica
 //! works on the other, a revocation stops it on both within the stated propagation bound, a budget set through
-//! one replica is enforced by the other and lands in ClickHouse's `budgets` table, and a replica started later
+//! one replica is enforced by the other and lands in ClickHouse's `budgets` table (keys in `virtual_keys`), and a replica started later
 //! replays every change.
 //!
 //! Needs `scripts/services.sh`; `#[ignore]`d in a plain `cargo test`, run by `scripts/test.sh` with `--ignored`.
@@ -57,7 +57,19 @@ async fn admin(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Kafka + ClickHouse (scripts/services.sh); run with --ignored --test-threads=1"]
 async fn admin_changes_reach_every_replica_within_the_bound_and_budgets_reach_clickhouse() {
-    let p = Pipeline::start("control").await;
+    // With the budget owner (short lease TTL + grace, so it grants within 3 s of its start): a hard budget on
+    // replicas is enforced through leases.
+    let p = Pipeline::start_with(
+        "control",
+        &[
+            "--budget-owner",
+            "--lease-ttl-ms",
+            "2000",
+            "--lease-grace-ms",
+            "1000",
+        ],
+    )
+    .await;
     let (mut replica, b) = p.start_replica().await;
     let a = p.url("");
     let c = &p.client;
@@ -131,6 +143,34 @@ async fn admin_changes_reach_every_replica_within_the_bound_and_budgets_reach_cl
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The consumer projects the key too: issued then revoked, with its tenant and team, never its hash.
+    let keys = p.table("virtual_keys");
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    let start = Instant::now();
+    let row = loop {
+        let row = pipeline_support::ch(&format!(
+            "SELECT tenant, team, revoked, issued_at_ms > 0 FROM {keys} FINAL WHERE key_id = 'svc'"
+        ))
+        .await
+        .unwrap_or_default();
+        if row.trim() == "wayne\tbots\t1\t1" || start.elapsed() > Duration::from_secs(20) {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        row.trim(),
+        "wayne\tbots\t1\t1",
+        "virtual_keys row of the revoked key"
+    );
+    let everything = pipeline_support::ch(&format!("SELECT * FROM {keys} FORMAT TSV"))
+        .await
+        .expect("keys");
+    assert!(!everything.contains(&hash) && !everything.contains(&key));
 
     // A replica started now replays the log: the revoked key stays refused, the budget applies.
     let (mut late, l) = p.start_replica().await;
