@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn migrations_are_ordered_and_split_into_statements() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         let s = MIGRATIONS[1].statements("tg_test");
         assert_eq!(s.len(), 2);
         assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS tg_test.usage_by_minute"));
