@@ -17,7 +17,7 @@ A second section lists LiteLLM model ids that our longest-prefix rule would pric
 `gpt-5-nano` by `gpt-5`) although LiteLLM prices them differently: candidates for rows of their own.
 
 LiteLLM entry chosen for a row: the exact model id under the provider's key prefix, else its dated snapshots
-(`-20250929`, `-2024-08-06`, `@20250929`, `-v1:0`, ...). Provider kinds map to LiteLLM as follows; kinds with
+(`-20250929`, `-2024-08-06`, `@20250929`, `-v1:0`, ...). Provider kinds map to LiteLLM as `KINDS` says; kinds with
 no LiteLLM counterpart (qianfan, qianfan-v1, zeroone, modelarts, sophnet) are reported as absent.
 
 How to run (Python >= 3.11, standard library only; LiteLLM itself is not needed, only its JSON):
@@ -27,7 +27,8 @@ How to run (Python >= 3.11, standard library only; LiteLLM itself is not needed,
     python3 schemas/prices/check_against_litellm.py \
         /tmp/litellm-dl/litellm/model_prices_and_context_window_backup.json [--seed schemas/prices/seed.toml] [--strict]
 
-`--strict` exits 1 if any comparable class is DIFF or ADD. Written against litellm 1.110.2 (the JSON's sha256
+`--strict` exits 1 if any comparable class is DIFF or ADD, except the disagreements seed.toml keeps on purpose
+(`KEPT` below; the table's header says why). Written against litellm 1.110.2 (the JSON's sha256
 8943af58bf9f979c6a4bef815687117ffa341e462a41faed9be17b5c33d3dcc2); the JSON is MIT-licensed with the rest of
 LiteLLM outside its `enterprise/` directory. LiteLLM is a secondary source: a DIFF is a reason to check the
 provider's own price page, which the JSON's `source` field usually names.
@@ -74,9 +75,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # What may follow a row's model id in the id of the same model's dated snapshot.
 SNAPSHOT = re.compile(r"^(-\d{8}|-\d{4}-\d{2}-\d{2}|@\d{8}|@default|-v\d+(:\d+)?|-\d{8}-v\d+(:\d+)?|-latest)$")
 SEPARATORS = ("-", "@", ":", ".", "/")
+# Disagreements seed.toml keeps on purpose (its header says why): shown as `kept`, not failing --strict.
+KEPT = {("vertex", "claude-3-5-haiku")}
 
 
-def per_million(x: float | int | None) -> str | None:
+def per_million(x: float | None) -> str | None:
     """LiteLLM's per-token float as an exact per-million decimal string ("2.5", "0.075", "0")."""
     if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -107,7 +110,7 @@ def model_ids(kind: str, prices: dict) -> dict[str, tuple[str, dict]]:
             continue
         for prefix in KINDS[kind][1]:
             if key.startswith(prefix):
-                mid = key[len(prefix):]
+                mid = key[len(prefix) :]
                 break
         else:
             continue
@@ -125,7 +128,7 @@ def lookup(rows: list[dict], kind: str, model: str) -> dict | None:
             continue
         if r["model"] == model:
             return r
-        rest = model[len(r["model"]):] if model.startswith(r["model"]) else None
+        rest = model[len(r["model"]) :] if model.startswith(r["model"]) else None
         if rest and rest.startswith(SEPARATORS) and (best is None or len(r["model"]) > len(best["model"])):
             best = r
     return best
@@ -202,7 +205,7 @@ def main() -> int:
             matches.append(ids[model])
         else:
             for mid in sorted(ids):
-                if mid.startswith(model) and SNAPSHOT.match(mid[len(model):]):
+                if mid.startswith(model) and SNAPSHOT.match(mid[len(model) :]):
                     matches.append(ids[mid])
         head = f"{kind:<16} {model:<36}"
         if not matches:
@@ -215,16 +218,19 @@ def main() -> int:
                 counts["n/c"] += 1
                 continue
             for cls, o, t, status in compare(row, entry):
-                counts[status] += 1
-                if status in ("DIFF", "ADD"):
+                if status in ("DIFF", "ADD") and (kind, model) in KEPT:
+                    status = f"{status} (kept)"
+                elif status in ("DIFF", "ADD"):
                     problems += 1
+                counts[status.split()[0]] += 1
                 print(f"{head} {key:<52} {cls:<12} {o:>10} {t:>10}  {status}")
+            blank = f"{head} {key:<52} {'':<12} {'':>10} {'':>10} "
             if tiers(entry):
-                print(f"{head} {key:<52} {'':<12} {'':>10} {'':>10}  note: also priced {', '.join(tiers(entry))}")
+                print(f"{blank} note: also priced {', '.join(tiers(entry))}")
             if entry.get("deprecation_date"):
-                print(f"{head} {key:<52} {'':<12} {'':>10} {'':>10}  note: deprecation_date {entry['deprecation_date']}")
+                print(f"{blank} note: deprecation_date {entry['deprecation_date']}")
             if entry.get("source"):
-                print(f"{head} {key:<52} {'':<12} {'':>10} {'':>10}  source: {entry['source']}")
+                print(f"{blank} source: {entry['source']}")
 
     print()
     print("LiteLLM ids our prefix rule prices with a row whose input/output LiteLLM puts elsewhere:")
@@ -234,9 +240,10 @@ def main() -> int:
             row = lookup(rows, kind, mid)
             if row is None or row["model"] == mid or row["currency"] != "USD":
                 continue
-            if SNAPSHOT.match(mid[len(row["model"]):]):
+            if SNAPSHOT.match(mid[len(row["model"]) :]):
                 continue  # a snapshot: already compared above
-            t_in, t_out = per_million(entry.get("input_cost_per_token")), per_million(entry.get("output_cost_per_token"))
+            t_in = per_million(entry.get("input_cost_per_token"))
+            t_out = per_million(entry.get("output_cost_per_token"))
             if t_in is None and t_out is None:
                 continue  # priced per image / second / character: not comparable
             if norm(t_in) == norm(row["input"]) and norm(t_out) == norm(row["output"]):
