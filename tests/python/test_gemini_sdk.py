@@ -76,9 +76,9 @@ def test_generate_content_to_a_gemini_upstream(gateway: Gateway) -> None:
     row = last_row(gateway, "generate_content", since)
     assert (row["provider_kind"], row["model"], row["outcome"]) == ("gemini", "gemini", "success")
     assert (row["prompt_tokens"], row["completion_tokens"], row["cached_read_tokens"], row["reasoning_tokens"]) == (100, 10, 40, 6)
-    # Shipped prices for gemini-2.5-flash (USD per Mtok): 0.30 in, 0.075 cached, 2.50 out (thoughts too).
+    # Shipped prices for gemini-2.5-flash (USD per Mtok): 0.30 in, 0.03 cached, 2.50 out (thoughts too).
     assert row["price_missing"] == 0
-    assert row["cost_nanos"] == 60 * 300 + 40 * 75 + 10 * 2500
+    assert row["cost_nanos"] == 60 * 300 + 40 * 30 + 10 * 2500
 
 
 def test_generate_content_stream(gateway: Gateway) -> None:

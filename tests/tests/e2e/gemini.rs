@@ -212,8 +212,8 @@ async fn cached_and_thought_tokens_fold_into_usage_and_are_priced() {
     };
     let e = h.event(&id).await;
     assert_eq!(e.usage, expected);
-    // 400 fresh × $0.30, 600 cached × $0.075, 10 visible + 20 thought × $2.50 (per Mtok).
-    assert_eq!(e.cost.nanos, 400 * 300 + 600 * 75 + 30 * 2500);
+    // 400 fresh × $0.30, 600 cached × $0.03, 10 visible + 20 thought × $2.50 (per Mtok).
+    assert_eq!(e.cost.nanos, 400 * 300 + 600 * 30 + 30 * 2500);
 
     // Streamed: usageMetadata is cumulative on every event; the last one counts.
     let r = h
@@ -676,7 +676,7 @@ async fn vertex_gemini_with_a_cached_service_account_token() {
         );
         // Vertex rows of the shipped table: Google's list prices for gemini-2.5-flash.
         assert!(!e.cost.price_missing);
-        assert_eq!(e.cost.nanos, 60 * 300 + 40 * 75 + 11 * 2500);
+        assert_eq!(e.cost.nanos, 60 * 300 + 40 * 30 + 11 * 2500);
     }
     let sent = h.mock.requests();
     assert_eq!(
@@ -962,7 +962,7 @@ async fn generate_content_to_a_gemini_upstream_is_lossless() {
             reasoning_tokens: 6
         }
     );
-    assert_eq!(e.cost.nanos, 30 * 300 + 20 * 75 + 10 * 2500);
+    assert_eq!(e.cost.nanos, 30 * 300 + 20 * 30 + 10 * 2500);
 
     // Streamed, authenticated with ?key=: Gemini SSE back, usage on the last event.
     let r = h
