@@ -23,7 +23,7 @@
 //! Credentials are the [`super::Provider`]'s key slots, not the adapter's: [`super::Provider::prepare`] signs
 //! or fetches per request; the adapter's [`Adapter::auth_header`] formats a key or a header-borne token.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
@@ -160,4 +160,36 @@ pub trait StreamTranslator: Send {
 
     /// The upstream body ended: whatever an unterminated last event still yields.
     fn finish(&mut self) -> Bytes;
+}
+
+/// A translator of an upstream SSE stream, one event's `data` payload at a time: implementing it gives the
+/// [`StreamTranslator`] (reads decoded into events, a last unterminated event at the end).
+pub trait SseEventTranslator: Send {
+    /// The decoder that splits this stream's reads into events.
+    fn decoder(&mut self) -> &mut crate::sse::SseDecoder;
+
+    /// Translates one event's payload into `out`.
+    fn event(&mut self, payload: &[u8], out: &mut BytesMut);
+
+    /// After the last event of a body that ended (cut or not); nothing by default.
+    fn ended(&mut self, _out: &mut BytesMut) {}
+}
+
+impl<T: SseEventTranslator> StreamTranslator for T {
+    fn push(&mut self, read: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        for payload in self.decoder().push(read) {
+            self.event(&payload, &mut out);
+        }
+        out.freeze()
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        if let Some(payload) = self.decoder().finish() {
+            self.event(&payload, &mut out);
+        }
+        self.ended(&mut out);
+        out.freeze()
+    }
 }

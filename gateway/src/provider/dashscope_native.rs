@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::adapter::{Adapter, StreamTranslator};
+use super::adapter::{Adapter, SseEventTranslator, StreamTranslator};
 use super::translate::{self, classified, ChunkWriter, ErrorClass};
 use super::ProviderKind;
 use crate::error::GatewayError;
@@ -326,7 +326,13 @@ fn fresh<'a>(mode: &mut Mode, sent: &mut String, next: &'a str) -> &'a str {
     new
 }
 
-impl DashScopeStream {
+impl DashScopeStream {}
+
+impl SseEventTranslator for DashScopeStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
     fn event(&mut self, payload: &[u8], out: &mut BytesMut) {
         if self.done {
             return;
@@ -403,30 +409,15 @@ impl DashScopeStream {
             self.done = true;
         }
     }
-}
 
-impl StreamTranslator for DashScopeStream {
-    fn push(&mut self, read: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        for payload in self.decoder.push(read) {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
-    }
-
-    fn finish(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        if let Some(payload) = self.decoder.finish() {
-            self.event(&payload, &mut out);
-        }
+    fn ended(&mut self, out: &mut BytesMut) {
         // Cut before its finish reason: the provider's cumulative usage so far beats an estimate (the relay
         // still reports the stream as truncated, since no `[DONE]` follows).
         if !self.done {
             if let Some(u) = self.usage.take() {
-                self.writer.usage(&mut out, u);
+                self.writer.usage(out, u);
             }
         }
-        out.freeze()
     }
 }
 

@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::adapter::{Adapter, AuthScheme, StreamTranslator};
+use super::adapter::{Adapter, AuthScheme, SseEventTranslator, StreamTranslator};
 use super::translate::{self, classified, ChunkWriter, ErrorClass};
 use super::ProviderKind;
 use crate::error::GatewayError;
@@ -382,7 +382,13 @@ pub struct HunyuanStream {
     done: bool,
 }
 
-impl HunyuanStream {
+impl HunyuanStream {}
+
+impl SseEventTranslator for HunyuanStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
     fn event(&mut self, payload: &[u8], out: &mut BytesMut) {
         if self.done {
             return;
@@ -476,30 +482,15 @@ impl HunyuanStream {
             self.done = true;
         }
     }
-}
 
-impl StreamTranslator for HunyuanStream {
-    fn push(&mut self, read: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        for payload in self.decoder.push(read) {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
-    }
-
-    fn finish(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        if let Some(payload) = self.decoder.finish() {
-            self.event(&payload, &mut out);
-        }
+    fn ended(&mut self, out: &mut BytesMut) {
         // Cut before its finish reason: the provider's cumulative usage so far beats an estimate (the relay
         // still reports the stream as truncated, since no `[DONE]` follows).
         if !self.done {
             if let Some(u) = self.usage.take() {
-                self.writer.usage(&mut out, u);
+                self.writer.usage(out, u);
             }
         }
-        out.freeze()
     }
 }
 

@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use reqwest::Url;
 use serde_json::{json, Map, Value};
 
-use super::adapter::{Adapter, AuthScheme, StreamTranslator};
+use super::adapter::{Adapter, AuthScheme, SseEventTranslator, StreamTranslator};
 use super::translate::{self, classified, ChunkWriter, ErrorClass};
 use super::ProviderKind;
 use crate::error::GatewayError;
@@ -368,7 +368,13 @@ pub struct QianfanStream {
     done: bool,
 }
 
-impl QianfanStream {
+impl QianfanStream {}
+
+impl SseEventTranslator for QianfanStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
+    }
+
     fn event(&mut self, payload: &[u8], out: &mut BytesMut) {
         if self.done {
             return;
@@ -408,24 +414,6 @@ impl QianfanStream {
             translate::done(out);
             self.done = true;
         }
-    }
-}
-
-impl StreamTranslator for QianfanStream {
-    fn push(&mut self, read: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        for payload in self.decoder.push(read) {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
-    }
-
-    fn finish(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        if let Some(payload) = self.decoder.finish() {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
     }
 }
 

@@ -15,11 +15,11 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde_json::{json, Map, Value};
 
 use super::response::{finish_reason, openai_usage};
-use crate::provider::adapter::StreamTranslator;
+use crate::provider::adapter::SseEventTranslator;
 use crate::sse::SseDecoder;
 
 enum Block {
@@ -48,6 +48,18 @@ impl AnthropicStream {
         let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
         write(out, &chunk);
+    }
+}
+
+fn write(out: &mut BytesMut, v: &Value) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+impl SseEventTranslator for AnthropicStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.decoder
     }
 
     fn event(&mut self, payload: &[u8], out: &mut BytesMut) {
@@ -186,33 +198,10 @@ impl AnthropicStream {
     }
 }
 
-fn write(out: &mut BytesMut, v: &Value) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-}
-
-impl StreamTranslator for AnthropicStream {
-    fn push(&mut self, read: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        for payload in self.decoder.push(read) {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
-    }
-
-    fn finish(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        if let Some(payload) = self.decoder.finish() {
-            self.event(&payload, &mut out);
-        }
-        out.freeze()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::adapter::StreamTranslator;
 
     const FIXTURES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
