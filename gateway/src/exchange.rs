@@ -38,6 +38,10 @@ pub struct Exchange {
     pub ttft: Option<Duration>,
     /// Size of the client's request body, for estimating prompt tokens when the upstream reports none.
     pub request_bytes: usize,
+    /// Input tokens the upstream billed for failed attempts (an embeddings request sent as several calls,
+    /// some of which succeeded): added to the event's usage, priced at the event's deployment (the last one
+    /// tried).
+    pub billed_by_failed_attempts: u64,
     /// Set by the HTTP side when the client hung up before its answer was ready.
     client_gone: Arc<AtomicBool>,
     /// The rate-limit admission, settled with the real token count when the exchange ends.
@@ -109,6 +113,7 @@ impl Exchange {
             attempts: 0,
             ttft: None,
             request_bytes: 0,
+            billed_by_failed_attempts: 0,
             client_gone,
             admission: None,
             budget: None,
@@ -194,6 +199,15 @@ impl Exchange {
         if ending.outcome == Outcome::Success && self.client_gone.load(Ordering::Relaxed) {
             ending.outcome = Outcome::ClientDisconnected;
             ending.error_code = Some("client_disconnected".into());
+        }
+        if self.billed_by_failed_attempts > 0 {
+            ending.usage.prompt_tokens = ending
+                .usage
+                .prompt_tokens
+                .saturating_add(self.billed_by_failed_attempts);
+            if ending.usage_source == UsageSource::None {
+                ending.usage_source = UsageSource::Provider;
+            }
         }
         if let Some(admission) = self.admission.take() {
             let used = ending.usage.total_tokens();

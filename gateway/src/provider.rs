@@ -17,6 +17,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod credentials;
 pub mod dashscope_native;
+pub mod embeddings;
 pub mod eventstream;
 pub mod gemini;
 pub mod hunyuan_native;
@@ -48,12 +49,9 @@ enum Urls {
     },
     /// Azure with a dated API version: the deployment is in the path.
     AzureDeployments { base: String, api_version: String },
-    /// An adapter kind: [`adapter::Adapter::chat_url`] per model and streaming under `base` (Vertex: down to
-    /// `…/locations/{region}`).
-    Adapter {
-        base: String,
-        embeddings: reqwest::Url,
-    },
+    /// An adapter kind: [`adapter::Adapter::chat_url`] per model and streaming, and
+    /// [`adapter::Adapter::embeddings_url`], under `base` (Vertex: down to `…/locations/{region}`).
+    Adapter { base: String },
 }
 
 /// A request ready to send, and the access token it carries (to invalidate if the upstream refuses it).
@@ -149,7 +147,6 @@ impl Provider {
                 parse(&a.chat_url(base, "m", false))?;
                 Urls::Adapter {
                     base: base.to_string(),
-                    embeddings: url("/embeddings")?,
                 }
             }
             (None, Some(az)) => match azure::dated_version(az) {
@@ -232,10 +229,7 @@ impl Provider {
         stream: bool,
     ) -> Result<reqwest::Url, GatewayError> {
         let built = match (&self.urls, endpoint) {
-            (
-                Urls::Fixed { embeddings, .. } | Urls::Adapter { embeddings, .. },
-                Endpoint::Embeddings,
-            ) => return Ok(embeddings.clone()),
+            (Urls::Fixed { embeddings, .. }, Endpoint::Embeddings) => return Ok(embeddings.clone()),
             (Urls::Fixed { chat, .. }, _) => return Ok(chat.clone()),
             (Urls::AzureDeployments { base, api_version }, _) => {
                 let path = match endpoint {
@@ -244,7 +238,21 @@ impl Provider {
                 };
                 azure::deployment_url(base, upstream_model, path, api_version)
             }
-            (Urls::Adapter { base, .. }, _) => match adapter {
+            (Urls::Adapter { base }, Endpoint::Embeddings) => {
+                match adapter.and_then(|a| a.embeddings_url(base, upstream_model)) {
+                    Some(url) => url,
+                    None => {
+                        return Err(GatewayError::InvalidRequest {
+                            message: format!(
+                            "provider kind {} has no embeddings API for model {upstream_model:?}",
+                            self.kind.name()
+                        ),
+                            param: Some("model"),
+                        })
+                    }
+                }
+            }
+            (Urls::Adapter { base }, _) => match adapter {
                 Some(a) => a.chat_url(base, upstream_model, stream),
                 None => format!("{base}/chat/completions"),
             },

@@ -44,8 +44,8 @@ use crate::state::AppState;
 use crate::telemetry;
 pub use attempt::BodyStream;
 use attempt::{attempt, Answer, AttemptFailed, Attempted};
-use request::ClientRequest;
 pub use request::PathTarget;
+use request::{ClientRequest, UpstreamBody};
 
 /// Output tokens assumed for rate limiting when a request sets no cap.
 const DEFAULT_OUTPUT_ESTIMATE: u32 = 1024;
@@ -217,16 +217,23 @@ async fn serve(
             .unwrap_or(candidate.deployment.provider.timeouts.first_byte);
         let attempt_started = Instant::now();
         let span = telemetry::attempt_span(ex.span(), candidate, ex.attempts);
-        match attempt(
-            candidate,
-            endpoint,
-            body,
-            request.stream,
-            first_byte,
-            deadline,
-        )
-        .await
-        {
+        let attempted = match body {
+            UpstreamBody::One(body) => {
+                attempt(
+                    candidate,
+                    endpoint,
+                    body,
+                    request.stream,
+                    first_byte,
+                    deadline,
+                )
+                .await
+            }
+            UpstreamBody::Embeddings(calls) => {
+                attempt::embeddings(candidate, calls, first_byte, deadline).await
+            }
+        };
+        match attempted {
             Ok(answered) => {
                 telemetry::attempt_answered(&span, answered.status, attempt_started.elapsed());
                 candidate.deployment.metrics.attempt(true, false);
@@ -240,8 +247,12 @@ async fn serve(
                 error,
                 hint,
                 cut_by_deadline,
+                billed_prompt_tokens,
             }) => {
                 telemetry::attempt_failed(&span, &error);
+                ex.billed_by_failed_attempts = ex
+                    .billed_by_failed_attempts
+                    .saturating_add(billed_prompt_tokens);
                 candidate
                     .deployment
                     .metrics
@@ -367,7 +378,52 @@ fn respond(
     match answered.answer {
         Answer::Stream { first, rest } => relay::start(tasks, ex, first, rest, include_usage, idle),
         Answer::Plain(body) => complete_plain(ex, &candidate.deployment, body),
+        Answer::Embeddings { embeddings, base64 } => {
+            complete_embeddings(ex, &candidate.deployment, &embeddings, base64)
+        }
     }
+}
+
+/// Answers an adapter kind's embeddings in OpenAI's shape and meters them: the tokens the upstream counted,
+/// else the gateway's prompt estimate (the same one rate limits charge), marked `estimated` — never a silent
+/// zero (the Gemini API may not say).
+fn complete_embeddings(
+    ex: Exchange,
+    deployment: &Deployment,
+    embeddings: &crate::provider::embeddings::Embeddings,
+    base64: bool,
+) -> Response {
+    let (prompt_tokens, source) = match embeddings.prompt_tokens {
+        Some(n) => (n, UsageSource::Provider),
+        None => (ex.estimated_prompt_tokens(), UsageSource::Estimated),
+    };
+    let body = match crate::provider::embeddings::openai_body(
+        embeddings,
+        &deployment.upstream_model,
+        base64,
+        prompt_tokens,
+    ) {
+        Ok(b) => b,
+        Err(e) => return ex.refuse(e),
+    };
+    let response = ex.decorate(
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap_or_default(),
+    );
+    ex.finish(Ending {
+        outcome: Outcome::Success,
+        http_status: 200,
+        error_code: None,
+        usage: tollgate_schemas::UsageVector {
+            prompt_tokens,
+            ..Default::default()
+        },
+        usage_source: source,
+    });
+    response
 }
 
 /// Reads only `usage` from a response; serde skips the rest.

@@ -72,6 +72,8 @@ BEDROCK_REGION = "us-east-1"
 GEMINI_MODELS = {
     "gemini": "gemini-2.5-flash",
     "gemini-429": "gemini-2.5-flash?status=429&retry_after=2",
+    # Embeddings: `/v1/embeddings` becomes `:batchEmbedContents`.
+    "gemini-embed": "gemini-embedding-001",
 }
 # Public model -> (provider kind, upstream model) on the native Chinese providers (the mock's native_cn
 # dialects: TC3-signed Hunyuan, Qianfan v1 with its token endpoint, DashScope native).

@@ -5,7 +5,8 @@
 Covers: `models.generate_content` to a Gemini upstream and to an OpenAI upstream (typed response, text, usage
 metadata, the usage row with endpoint `generate_content` and its cost), `models.generate_content_stream`
 (text deltas, usage on the last chunk), the SDK's typed errors (401, 404, upstream 429) in Google's error shape;
-and the `openai` SDK's chat completions (plain, streamed, tools) on a Gemini deployment.
+and the `openai` SDK's chat completions (plain, streamed, tools) and embeddings (the SDK's default base64,
+decoded by the SDK; `dimensions`) on a Gemini deployment.
 
 Run (after `cargo build -p tollgate-gateway -p tollgate-tests`): `.venv/bin/pytest tests/python -q`.
 """
@@ -169,3 +170,35 @@ def test_openai_sdk_through_a_gemini_provider(gateway: Gateway) -> None:
     )
     assert completion.choices[0].finish_reason == "stop"
     assert completion.choices[0].message.content == CONTENT
+
+
+def test_openai_sdk_embeddings_through_a_gemini_provider(gateway: Gateway) -> None:
+    client = gateway.client(FULL_KEY)
+    before = len(gateway.upstream_requests())
+    # No encoding_format: the SDK asks for base64 and decodes the little-endian f32 bytes itself.
+    response = client.embeddings.create(
+        model="gemini-embed", input=["first text [mock:prompt_tokens=9]", "second text"], dimensions=16
+    )
+    assert response.object == "list"
+    assert [d.index for d in response.data] == [0, 1]
+    assert all(len(d.embedding) == 16 and all(0.0 <= x <= 1.0 for x in d.embedding) for d in response.data)
+    assert response.data[0].embedding != response.data[1].embedding
+    assert (response.model, response.usage.prompt_tokens, response.usage.total_tokens) == ("gemini-embedding-001", 9, 9)
+    sent = [r for r in gateway.upstream_requests()[before:] if r["path"].startswith("/gemini/")]
+    assert [r["path"] for r in sent] == ["/gemini/v1beta/models/gemini-embedding-001:batchEmbedContents"]
+    assert [q["outputDimensionality"] for q in sent[0]["body"]["requests"]] == [16, 16]
+    # Asked as floats explicitly: the same vectors (as f32) the SDK decoded from base64.
+    floats = client.embeddings.create(
+        model="gemini-embed", input=["first text [mock:prompt_tokens=9]", "second text"], dimensions=16,
+        encoding_format="float",
+    )
+    assert [d.embedding for d in floats.data] == [d.embedding for d in response.data]
+    row = row_of(gateway, response._request_id)
+    assert (row["provider_kind"], row["upstream_model"], row["endpoint"]) == ("gemini", "gemini-embedding-001", "embeddings")
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_source"]) == (9, 0, "provider")
+
+    # Without usageMetadata from the API the gateway estimates, and says so on the row.
+    estimated = client.embeddings.create(model="gemini-embed", input="no count from the api")
+    assert estimated.usage.prompt_tokens > 0
+    row = row_of(gateway, estimated._request_id)
+    assert (row["prompt_tokens"], row["usage_source"]) == (estimated.usage.prompt_tokens, "estimated")

@@ -6,9 +6,10 @@
 //! chunk), `/zhipu/v1/…` (usage in the last content chunk, unasked), `/anthropic/v1/messages` (the
 //! Anthropic Messages API, see [`anthropic`]), `/azure/openai/…` (Azure OpenAI, see [`azure`]),
 //! `/bedrock/model/{id}/converse[-stream]` (Bedrock Converse with SigV4 verification, see [`bedrock`]),
-//! `/gemini/v1beta/models/{model}:generateContent` (the Gemini API) and
+//! `/gemini/v1beta/models/{model}:generateContent` and `:batchEmbedContents` (the Gemini API) and
 //! `/vertex/v1/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{model}:…` (Vertex AI, with its
-//! OAuth token endpoint at `/oauth2/token`; see [`gemini`]). The native Chinese APIs (Tencent Hunyuan API 3.0
+//! OAuth token endpoint at `/oauth2/token`, embeddings at `publishers/google/models/{model}:predict`; see
+//! [`gemini`]); Bedrock's embeddings are `/bedrock/model/{id}/invoke` (Titan, Cohere). The native Chinese APIs (Tencent Hunyuan API 3.0
 //! at `/hunyuan/`, Baidu Qianfan v1 under `/qianfan/…` with its token endpoint at `/oauth/2.0/token`,
 //! DashScope native under `/dashscope/api/v1/…`) are in [`native_cn`]; their base URLs come from
 //! [`MockUpstream::native_base_url`].
@@ -44,6 +45,7 @@ use tokio::net::TcpListener;
 
 pub use directives::Directives;
 pub use native_cn::NativeCn;
+pub use reply::fake_vector;
 
 /// The wire dialect a path prefix selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,7 +498,14 @@ async fn gemini_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some((model, stream)) = gemini_method(&target, "generateContent", "streamGenerateContent")
+    let embed = target
+        .rsplit_once(':')
+        .filter(|(_, method)| *method == "batchEmbedContents")
+        .map(|(model, _)| model.to_string());
+    let Some((model, stream)) = embed
+        .clone()
+        .map(|m| (m, false))
+        .or_else(|| gemini_method(&target, "generateContent", "streamGenerateContent"))
     else {
         return reply::not_found(&target);
     };
@@ -518,6 +527,9 @@ async fn gemini_api(
         .as_deref()
         .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
     let directives = path_directives(&state, &model, &json, &headers);
+    if embed.is_some() {
+        return gemini::batch_embed(&model, &json, directives).await;
+    }
     gemini::generate(&model, stream, sse, false, &json, directives).await
 }
 
@@ -545,6 +557,11 @@ async fn vertex_api(
         return refused;
     }
     match publisher.as_str() {
+        "google" if target.ends_with(":predict") => {
+            let model = target.trim_end_matches(":predict");
+            let directives = path_directives(&state, model, &json, &headers);
+            gemini::predict(model, &json, directives).await
+        }
         "google" => {
             let Some((model, stream)) =
                 gemini_method(&target, "generateContent", "streamGenerateContent")

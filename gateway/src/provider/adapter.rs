@@ -15,6 +15,7 @@
 //! | error answer | `upstream_error::classify` | [`Adapter::classify_error`] |
 //! | error inside a 2xx answer | — | [`Adapter::answer_error`] (Tencent, Baidu, DashScope: errors come with HTTP 200) |
 //! | refused access token | — | [`Adapter::token_rejected`] (Vertex 401, Qianfan 110 / 111): the token is dropped and the request sent once more |
+//! | embeddings | `{base}/embeddings`, client bytes | [`Adapter::embeddings_url`] (`None`: refused, 400), [`Adapter::embeddings_request`] (one or more native calls, sent concurrently as one attempt), [`Adapter::embeddings_response`] → [`Embeddings`]; the OpenAI answer is written once ([`super::embeddings::openai_body`]) |
 //!
 //! Limits, retries, failover, cooldown, metering and events stay in the orchestrator, once. The OpenAI-wire
 //! kinds never reach this module ([`super::Provider::adapter`] is `None`): their path has no added
@@ -28,6 +29,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
 
+use super::embeddings::{Embeddings, EmbeddingsRequest};
 use crate::error::GatewayError;
 
 /// Translation and signing for one non-OpenAI wire format. Implementations are stateless (`'static`);
@@ -129,6 +131,42 @@ pub trait Adapter: Sync {
     /// HTTP 401 (Vertex); Qianfan v1 says so with error 110 / 111 inside an HTTP 200.
     fn token_rejected(&self, status: StatusCode, _body: &[u8]) -> bool {
         status == StatusCode::UNAUTHORIZED
+    }
+
+    /// The embeddings endpoint for `upstream_model` under `base`; `None` (the default) when this wire has no
+    /// embeddings API here: the request is refused (400) before anything is sent.
+    fn embeddings_url(&self, _base: &str, _upstream_model: &str) -> Option<String> {
+        None
+    }
+
+    /// An OpenAI embeddings request → the upstream bodies, one per call: several when the upstream takes
+    /// fewer inputs per call than the client sent (the calls go out concurrently, as one attempt, and their
+    /// answers are joined in order). Asked only when [`Adapter::embeddings_url`] is `Some`.
+    ///
+    /// # Errors
+    /// [`GatewayError::InvalidRequest`] when the request cannot be expressed upstream (default: always).
+    fn embeddings_request(
+        &self,
+        _request: &EmbeddingsRequest,
+        upstream_model: &str,
+    ) -> Result<Vec<Bytes>, GatewayError> {
+        Err(GatewayError::InvalidRequest {
+            message: format!("the model {upstream_model:?} has no embeddings API here"),
+            param: Some("model"),
+        })
+    }
+
+    /// One call's successful answer (its headers carry the count on some wires: Bedrock's
+    /// `x-amzn-bedrock-input-token-count`) → its vectors in input order and the tokens counted, if said.
+    ///
+    /// # Errors
+    /// A description of what is wrong with the body (the caller makes it an upstream failure).
+    fn embeddings_response(
+        &self,
+        _headers: &HeaderMap,
+        _body: &[u8],
+    ) -> Result<Embeddings, String> {
+        Err("this wire has no embeddings API".into())
     }
 }
 

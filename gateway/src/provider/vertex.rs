@@ -9,6 +9,13 @@
 //!   Anthropic Messages body without `model` and with `"anthropic_version": "vertex-2023-10-16"`, answers and
 //!   streams are Anthropic's ([`super::anthropic`]); errors may be either shape.
 //!
+//! Embeddings (Google's models: `gemini-embedding-001`, `text-embedding-005`, `text-multilingual-embedding-002`):
+//! `…/publishers/google/models/{model}:predict` with `{"instances": [{"content": text, "task_type": …}],
+//! "parameters": {"outputDimensionality": n}}`, answered with `predictions[].embeddings.values` and
+//! `.statistics.token_count` (summed into usage). Up to [`PREDICT_BATCH`] texts per call, one for
+//! `gemini-embedding-*` models (Vertex takes one instance per request for them); more become concurrent calls.
+//! Claude has no embeddings (refused, 400).
+//!
 //! The publisher follows the model id (`claude-…` → anthropic, anything else → google) unless the provider
 //! sets `publisher`. Auth: an RS256 service-account assertion exchanged for an access token
 //! ([`super::sign::token_cache`]: single flight, refreshed before expiry), sent as `Authorization: Bearer`;
@@ -20,6 +27,7 @@ use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
 
 use super::adapter::{Adapter, StreamTranslator};
+use super::embeddings::{encode, token_count, Embeddings, EmbeddingsRequest, Vector};
 use super::sign::jwt::ServiceAccountSigner;
 use super::sign::token_cache::{JwtBearerSource, TokenCache};
 use super::{anthropic, gemini};
@@ -28,6 +36,96 @@ use crate::error::GatewayError;
 
 /// The `anthropic_version` Claude on Vertex takes in the body.
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// Texts per `:predict` call of the text-embedding models (Vertex's limit).
+pub const PREDICT_BATCH: usize = 250;
+
+/// The `:predict` bodies of an embeddings request for `model`: [`PREDICT_BATCH`] texts per call, one for
+/// `gemini-embedding-*`.
+///
+/// # Errors
+/// Only if encoding fails.
+pub fn predict_requests(
+    request: &EmbeddingsRequest,
+    model: &str,
+) -> Result<Vec<Bytes>, GatewayError> {
+    let per_call = if model.starts_with("gemini-embedding") {
+        1
+    } else {
+        PREDICT_BATCH
+    };
+    request
+        .inputs
+        .chunks(per_call)
+        .map(|texts| {
+            let instances: Vec<Value> = texts
+                .iter()
+                .map(|text| {
+                    let mut instance = Map::new();
+                    instance.insert("content".into(), Value::from(text.as_str()));
+                    if let Some(task) = &request.task_type {
+                        instance.insert("task_type".into(), Value::from(task.as_str()));
+                    }
+                    Value::Object(instance)
+                })
+                .collect();
+            let mut body = Map::new();
+            body.insert("instances".into(), Value::Array(instances));
+            if let Some(d) = request.dimensions {
+                body.insert(
+                    "parameters".into(),
+                    serde_json::json!({ "outputDimensionality": d }),
+                );
+            }
+            encode(&Value::Object(body))
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct PredictAnswer {
+    predictions: Vec<Prediction>,
+}
+
+#[derive(serde::Deserialize)]
+struct Prediction {
+    embeddings: PredictedEmbedding,
+}
+
+#[derive(serde::Deserialize)]
+struct PredictedEmbedding {
+    values: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    statistics: Option<Statistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    token_count: Option<Value>,
+}
+
+/// A `:predict` answer → its vectors and the sum of their `statistics.token_count` (unknown if one lacks it).
+///
+/// # Errors
+/// A body without `predictions[].embeddings.values` arrays of numbers.
+pub fn predict_response(body: &[u8]) -> Result<Embeddings, String> {
+    let answer: PredictAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("the predict answer is not one: {e}"))?;
+    let mut out = Embeddings {
+        vectors: Vec::with_capacity(answer.predictions.len()),
+        prompt_tokens: Some(0),
+    };
+    for p in answer.predictions {
+        let count = token_count(p.embeddings.statistics.and_then(|s| s.token_count).as_ref());
+        out.vectors.push(Vector::new(p.embeddings.values)?);
+        out.prompt_tokens = out
+            .prompt_tokens
+            .zip(count)
+            .map(|(a, b)| a.saturating_add(b));
+    }
+    Ok(out)
+}
 
 /// Whose models a Vertex deployment calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +267,27 @@ impl Adapter for VertexGemini {
         body: &[u8],
     ) -> GatewayError {
         gemini::error::classify(provider, status, headers, body)
+    }
+
+    fn embeddings_url(&self, base: &str, upstream_model: &str) -> Option<String> {
+        Some(gemini::method_url(
+            &format!("{base}/publishers/google/models/"),
+            upstream_model,
+            "predict",
+            None,
+        ))
+    }
+
+    fn embeddings_request(
+        &self,
+        request: &EmbeddingsRequest,
+        upstream_model: &str,
+    ) -> Result<Vec<Bytes>, GatewayError> {
+        predict_requests(request, upstream_model)
+    }
+
+    fn embeddings_response(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Embeddings, String> {
+        predict_response(body)
     }
 }
 
@@ -320,5 +439,54 @@ mod tests {
             native,
             json!({"max_tokens": 5, "messages": [], "anthropic_version": ANTHROPIC_VERSION})
         );
+    }
+
+    #[test]
+    fn embeddings_predict_in_batches_and_sum_token_counts() {
+        let base =
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1";
+        assert_eq!(
+            VertexGemini
+                .embeddings_url(base, "text-embedding-005")
+                .as_deref(),
+            Some(format!("{base}/publishers/google/models/text-embedding-005:predict").as_str())
+        );
+        assert_eq!(VertexAnthropic.embeddings_url(base, "claude-x@1"), None);
+        let request = EmbeddingsRequest {
+            inputs: vec!["a b".into(), "c".into()],
+            dimensions: Some(256),
+            base64: false,
+            task_type: Some("RETRIEVAL_DOCUMENT".into()),
+            input_type: None,
+        };
+        let bodies = predict_requests(&request, "text-embedding-005").unwrap();
+        assert_eq!(bodies.len(), 1);
+        let body: Value = serde_json::from_slice(&bodies[0]).unwrap();
+        assert_eq!(
+            body,
+            json!({"instances": [{"content": "a b", "task_type": "RETRIEVAL_DOCUMENT"},
+                {"content": "c", "task_type": "RETRIEVAL_DOCUMENT"}],
+                "parameters": {"outputDimensionality": 256}})
+        );
+        // gemini-embedding-001 takes one instance per request.
+        assert_eq!(
+            predict_requests(&request, "gemini-embedding-001")
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = predict_response(
+            br#"{"predictions": [
+                {"embeddings": {"statistics": {"truncated": false, "token_count": 6}, "values": [0.1, 0.2]}},
+                {"embeddings": {"statistics": {"truncated": false, "token_count": 4.0}, "values": [0.3, 0.4]}}],
+                "metadata": {"billableCharacterCount": 18}}"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = e.vectors.iter().map(|v| v.json()).collect();
+        assert_eq!(texts, ["[0.1, 0.2]", "[0.3, 0.4]"]);
+        assert_eq!(e.prompt_tokens, Some(10));
+        let e = predict_response(br#"{"predictions": [{"embeddings": {"values": [1]}}]}"#).unwrap();
+        assert_eq!(e.prompt_tokens, None);
+        assert!(predict_response(br#"{"predictions": [{}]}"#).is_err());
     }
 }

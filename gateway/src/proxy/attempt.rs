@@ -3,7 +3,8 @@
 //!
 //! This is also the one dispatch point for upstreams that are not OpenAI wire: their answers (plain, stream,
 //! error) go through the kind's [`Adapter`](crate::provider::adapter::Adapter) here, so everything after sees
-//! OpenAI chat completions.
+//! OpenAI chat completions — or, for embeddings ([`embeddings`]), the vectors of every native call of the
+//! request, sent concurrently as one attempt.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tollgate_schemas::Endpoint;
 use crate::config::Secret;
 use crate::error::GatewayError;
 use crate::provider::adapter::{Adapter, StreamTranslator};
+use crate::provider::embeddings::Embeddings;
 use crate::provider::{upstream_error, Provider};
 use crate::retry::retry_hint;
 use crate::routing::Candidate;
@@ -29,8 +31,19 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>
 
 pub enum Answer {
     Plain(Bytes),
-    Stream { first: Bytes, rest: BodyStream },
+    Stream {
+        first: Bytes,
+        rest: BodyStream,
+    },
+    /// An adapter kind's embeddings, every call joined; `base64`: the client asked for base64 vectors.
+    Embeddings {
+        embeddings: Embeddings,
+        base64: bool,
+    },
 }
+
+/// Native embeddings calls of one request in flight at once.
+const EMBEDDING_CALLS_IN_FLIGHT: usize = 16;
 
 pub struct Attempted {
     pub answer: Answer,
@@ -44,6 +57,9 @@ pub struct AttemptFailed {
     pub hint: Option<Duration>,
     /// The request's deadline, not the key's own first-byte timeout, cut this attempt short.
     pub cut_by_deadline: bool,
+    /// Input tokens the upstream counted (and bills) for calls of this attempt that succeeded while another
+    /// failed: an embeddings request sent as several calls.
+    pub billed_prompt_tokens: u64,
 }
 
 impl From<GatewayError> for AttemptFailed {
@@ -52,6 +68,7 @@ impl From<GatewayError> for AttemptFailed {
             error,
             hint: None,
             cut_by_deadline: false,
+            billed_prompt_tokens: 0,
         }
     }
 }
@@ -79,6 +96,7 @@ pub async fn attempt(
         },
         hint: None,
         cut_by_deadline: by_deadline,
+        billed_prompt_tokens: 0,
     };
     let model = candidate.deployment.upstream_model.as_str();
     let adapter = provider.adapter(model);
@@ -154,7 +172,12 @@ pub async fn attempt(
                     failed("the upstream answered a stream request with JSON".into()).into(),
                 );
             }
-            let body = adapter.chat_response(&body, model).map_err(failed)?;
+            // Embeddings answers are read by [`embeddings`], with every call of the request.
+            let body = if endpoint == Endpoint::Embeddings {
+                body
+            } else {
+                adapter.chat_response(&body, model).map_err(failed)?
+            };
             return Ok(Attempted {
                 answer: Answer::Plain(body),
                 status: status.as_u16(),
@@ -181,6 +204,90 @@ pub async fn attempt(
     }
 }
 
+/// Sends an embeddings request's native calls to `candidate` (at most [`EMBEDDING_CALLS_IN_FLIGHT`] at
+/// once), each an [`attempt`] of its own with its own timeouts, and joins their answers in order. The attempt
+/// succeeds only if every call does: the first failure (in call order) is its error, so a 429 or 5xx on any
+/// call fails over like chat, and the tokens of the calls that did succeed are reported as billed.
+pub async fn embeddings(
+    candidate: &Candidate,
+    calls: crate::proxy::request::EmbeddingCalls,
+    first_byte: Duration,
+    deadline: Instant,
+) -> Result<Attempted, AttemptFailed> {
+    let provider = &candidate.deployment.provider;
+    let model = candidate.deployment.upstream_model.as_str();
+    let Some(adapter) = provider.adapter(model) else {
+        return Err(GatewayError::Internal("embeddings calls without an adapter".into()).into());
+    };
+    let results: Vec<Result<Attempted, AttemptFailed>> =
+        futures::stream::iter(calls.bodies.into_iter().map(|body| {
+            attempt(
+                candidate,
+                Endpoint::Embeddings,
+                body,
+                false,
+                first_byte,
+                deadline,
+            )
+        }))
+        .buffered(EMBEDDING_CALLS_IN_FLIGHT)
+        .collect()
+        .await;
+    let failed = |message: String| GatewayError::UpstreamFailed {
+        provider: provider.name.clone(),
+        status: Some(200),
+        message,
+    };
+    let mut parts = Vec::with_capacity(results.len());
+    let mut first_failure: Option<AttemptFailed> = None;
+    let mut last: Option<(u16, HeaderMap)> = None;
+    for result in results {
+        let answered = match result {
+            Ok(answered) => answered,
+            Err(e) => {
+                first_failure.get_or_insert(e);
+                continue;
+            }
+        };
+        let Answer::Plain(body) = answered.answer else {
+            first_failure
+                .get_or_insert(failed("an embeddings call answered a stream".into()).into());
+            continue;
+        };
+        match adapter.embeddings_response(&answered.headers, &body) {
+            Ok(embeddings) => {
+                parts.push(embeddings);
+                last = Some((answered.status, answered.headers));
+            }
+            Err(message) => {
+                first_failure.get_or_insert(failed(message).into());
+            }
+        }
+    }
+    if let Some(mut failure) = first_failure {
+        failure.billed_prompt_tokens = parts.iter().filter_map(|p| p.prompt_tokens).sum();
+        return Err(failure);
+    }
+    let embeddings = Embeddings::concat(parts);
+    if embeddings.vectors.len() != calls.inputs {
+        return Err(failed(format!(
+            "the upstream answered {} embeddings for {} inputs",
+            embeddings.vectors.len(),
+            calls.inputs
+        ))
+        .into());
+    }
+    let (status, headers) = last.unwrap_or_default();
+    Ok(Attempted {
+        answer: Answer::Embeddings {
+            embeddings,
+            base64: calls.base64,
+        },
+        status,
+        headers,
+    })
+}
+
 /// Drops key slot `key`'s refused access token, so the next `prepare` fetches a fresh one.
 fn refresh(provider: &Provider, key: usize, token: Option<&Secret>) {
     tracing::info!(target: "tollgate::proxy", provider = %provider.name, key,
@@ -198,6 +305,7 @@ fn failed_with(error: GatewayError, headers: &HeaderMap) -> AttemptFailed {
         error,
         hint,
         cut_by_deadline: false,
+        billed_prompt_tokens: 0,
     }
 }
 

@@ -15,6 +15,7 @@ use tollgate_schemas::Endpoint;
 
 use crate::error::GatewayError;
 use crate::provider::adapter::Adapter;
+use crate::provider::embeddings::EmbeddingsRequest;
 use crate::provider::request::{self, RequestFacts};
 use crate::routing::Deployment;
 
@@ -24,6 +25,23 @@ use crate::routing::Deployment;
 pub struct PathTarget {
     pub model: String,
     pub stream: bool,
+}
+
+/// What goes upstream for one attempt.
+pub enum UpstreamBody {
+    /// One body (every chat request; embeddings on the OpenAI wire).
+    One(Bytes),
+    /// Embeddings through an adapter: one or more native calls, answered together.
+    Embeddings(EmbeddingCalls),
+}
+
+/// The native calls of one embeddings request, and how the client wants the vectors.
+pub struct EmbeddingCalls {
+    pub bodies: Vec<Bytes>,
+    /// How many vectors the calls must answer in all (one per input).
+    pub inputs: usize,
+    /// `encoding_format: "base64"`.
+    pub base64: bool,
 }
 
 /// The fields of a request the gateway reads. serde skips every other field without building it, so a large
@@ -176,16 +194,34 @@ impl ClientRequest {
     }
 
     /// The body for `deployment`: the client's own bytes when nothing needs to change (the common case),
-    /// else the body rewritten by the provider's request shaping.
+    /// else the body rewritten by the provider's request shaping; for an adapter kind, its translation
+    /// (embeddings: the native calls).
     pub fn upstream_body(
+        &self,
+        endpoint: Endpoint,
+        deployment: &Deployment,
+    ) -> Result<UpstreamBody, GatewayError> {
+        if let Some(adapter) = deployment.provider.adapter(&deployment.upstream_model) {
+            return match endpoint {
+                Endpoint::Embeddings => self
+                    .adapted_embeddings(adapter, deployment)
+                    .map(UpstreamBody::Embeddings),
+                _ => self
+                    .adapted_body(adapter, endpoint, deployment)
+                    .map(UpstreamBody::One),
+            };
+        }
+        self.openai_wire_body(endpoint, deployment)
+            .map(UpstreamBody::One)
+    }
+
+    /// The body for an OpenAI-wire deployment: the client's bytes unless a quirk needs a rewrite.
+    fn openai_wire_body(
         &self,
         endpoint: Endpoint,
         deployment: &Deployment,
     ) -> Result<Bytes, GatewayError> {
         let kind = deployment.provider.kind;
-        if let Some(adapter) = deployment.provider.adapter(&deployment.upstream_model) {
-            return self.adapted_body(adapter, endpoint, deployment);
-        }
         let facts = RequestFacts {
             model: &self.model,
             upstream_model: &deployment.upstream_model,
@@ -221,6 +257,30 @@ impl ClientRequest {
             .map_err(|e| GatewayError::Internal(format!("cannot encode the request: {e}")))
     }
 
+    /// The native embeddings calls for a deployment whose wire is not OpenAI's; refused (400) where the
+    /// adapter has no embeddings API for the model.
+    fn adapted_embeddings(
+        &self,
+        adapter: &dyn Adapter,
+        deployment: &Deployment,
+    ) -> Result<EmbeddingCalls, GatewayError> {
+        let kind = deployment.provider.kind.name();
+        let model = &deployment.upstream_model;
+        if adapter.embeddings_url("", model).is_none() {
+            return Err(GatewayError::InvalidRequest {
+                message: format!("provider kind {kind} has no embeddings API for model {model:?}"),
+                param: Some("model"),
+            });
+        }
+        let request = EmbeddingsRequest::read(&self.raw, kind)?;
+        let bodies = adapter.embeddings_request(&request, model)?;
+        Ok(EmbeddingCalls {
+            bodies,
+            inputs: request.inputs.len(),
+            base64: request.base64,
+        })
+    }
+
     /// The body for a deployment whose wire is not OpenAI's: a native body as it came (model set), else the
     /// OpenAI body translated.
     fn adapted_body(
@@ -229,15 +289,6 @@ impl ClientRequest {
         endpoint: Endpoint,
         deployment: &Deployment,
     ) -> Result<Bytes, GatewayError> {
-        if endpoint == Endpoint::Embeddings {
-            return Err(GatewayError::InvalidRequest {
-                message: format!(
-                    "provider kind {} has no embeddings API",
-                    deployment.provider.kind.name()
-                ),
-                param: Some("model"),
-            });
-        }
         let model = &deployment.upstream_model;
         if let Some(native) = self
             .native

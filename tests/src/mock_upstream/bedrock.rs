@@ -25,6 +25,14 @@
 //! `contentBlockStop`, `messageStop`, `metadata`. `error_after=N` sends an exception frame
 //! (`:exception-type` from `type=`, default `modelStreamErrorException`); `cut_after` / `reset_after` as
 //! elsewhere. `status=N` answers with Bedrock's error (`x-amzn-errortype` by status, or `type=`).
+//!
+//! **Embeddings** (`POST /bedrock/model/{modelId}/invoke`, same auth): Amazon Titan Text Embeddings
+//! (`inputText`, v2 also `dimensions` ∈ {256, 512, 1024}, `normalize`, `embeddingTypes`; any other key is
+//! refused as Bedrock does) → `embedding`, `inputTextTokenCount`, `embeddingsByType`; Cohere Embed (`texts`,
+//! 1–96, `input_type` required, `truncate`, `embedding_types`, `output_dimension`) → `embeddings` (by type
+//! when `embedding_types` is set). Both report the input tokens (its words, or `prompt_tokens=N` per call) in
+//! `x-amzn-bedrock-input-token-count` too. Vectors have 8 values unless sized by the request. Directives come
+//! from the model id and `[mock:…]` tags in the texts, faults included.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +139,9 @@ pub(super) async fn handle(
     record(&state, recorded_path, &headers, json.clone(), &body);
     if let Err(response) = authenticate(&raw_path, &query, &headers, &body) {
         return *response;
+    }
+    if operation == "invoke" {
+        return invoke(&state, &model, &headers, json).await;
     }
     let stream = match operation.as_str() {
         "converse" => false,
@@ -773,6 +784,130 @@ async fn write_stream(plan: &Plan, d: &Directives, tx: &Tx) -> Result<(), ()> {
         &json!({"usage": plan.usage(), "metrics": {"latencyMs": 42}}),
     ));
     tx.send(Ok(Bytes::from(tail))).await.map_err(|_| ())
+}
+
+// ---- embeddings (InvokeModel) --------------------------------------------------------------------------------
+
+const TITAN_V2_KEYS: &[&str] = &["inputText", "dimensions", "normalize", "embeddingTypes"];
+const COHERE_KEYS: &[&str] = &[
+    "texts",
+    "images",
+    "input_type",
+    "truncate",
+    "embedding_types",
+    "output_dimension",
+];
+
+fn with_token_header(mut response: Response, tokens: u64) -> Response {
+    if let Ok(v) = tokens.to_string().parse() {
+        response
+            .headers_mut()
+            .insert("x-amzn-bedrock-input-token-count", v);
+    }
+    response
+}
+
+fn extraneous(req: &Map<String, Value>, allowed: &[&str]) -> Option<Response> {
+    req.keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+        .map(|k| {
+            validation(format!(
+                "Malformed input request: #: extraneous key [{k}] is not permitted, please reformat your input and try again."
+            ))
+        })
+}
+
+/// `POST /bedrock/model/{model}/invoke` for the embedding models (auth already verified).
+async fn invoke(state: &MockState, model: &str, headers: &HeaderMap, json: Value) -> Response {
+    let Value::Object(req) = json else {
+        return error(
+            400,
+            "SerializationException",
+            "the body is not a JSON object",
+        );
+    };
+    let input = req
+        .get("inputText")
+        .or_else(|| req.get("texts"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut d = Directives::of(&json!({"model": model, "input": input}));
+    if !state.faults_apply(&d, headers) {
+        d = d.without_faults();
+    }
+    if let Some(latency) = d.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = d.status {
+        return scripted_error(status, &d);
+    }
+    let model = model.split('?').next().unwrap_or(model);
+    if model.contains("titan-embed-text") {
+        let v2 = model.contains("titan-embed-text-v2");
+        if let Some(refused) = extraneous(&req, if v2 { TITAN_V2_KEYS } else { &["inputText"] }) {
+            return refused;
+        }
+        let Some(text) = req
+            .get("inputText")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
+            return validation("Malformed input request: #: required key [inputText] not found");
+        };
+        let dims = match req.get("dimensions") {
+            None => 8,
+            Some(v) => match v.as_u64() {
+                Some(n @ (256 | 512 | 1024)) => n as usize,
+                _ => {
+                    return validation(
+                        "Malformed input request: #/dimensions: 1024, 512 or 256 expected",
+                    )
+                }
+            },
+        };
+        let tokens = d.prompt_tokens.unwrap_or_else(|| super::reply::words(text));
+        let vector = super::reply::fake_vector(text, dims);
+        let body = json!({"embedding": vector, "inputTextTokenCount": tokens,
+            "embeddingsByType": {"float": vector}});
+        return with_token_header(axum::Json(body).into_response(), tokens);
+    }
+    if model.contains("cohere.embed") {
+        if let Some(refused) = extraneous(&req, COHERE_KEYS) {
+            return refused;
+        }
+        let Some(texts) = req.get("texts").and_then(Value::as_array) else {
+            return validation("Malformed input request: #: required key [texts] not found");
+        };
+        if texts.is_empty() || texts.len() > 96 {
+            return validation("Malformed input request: #/texts: expected 1 to 96 items");
+        }
+        if req.get("input_type").and_then(Value::as_str).is_none() {
+            return validation("Malformed input request: #: required key [input_type] not found");
+        }
+        let dims = req
+            .get("output_dimension")
+            .and_then(Value::as_u64)
+            .map_or(8, |n| n as usize);
+        let texts: Vec<&str> = texts.iter().filter_map(Value::as_str).collect();
+        let tokens = d
+            .prompt_tokens
+            .unwrap_or_else(|| texts.iter().map(|t| super::reply::words(t)).sum());
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| super::reply::fake_vector(t, dims))
+            .collect();
+        let body = if req.get("embedding_types").is_some() {
+            json!({"id": "mock-embed-1", "embeddings": {"float": vectors}, "texts": texts,
+                "response_type": "embeddings_by_type"})
+        } else {
+            json!({"id": "mock-embed-1", "embeddings": vectors, "texts": texts,
+                "response_type": "embeddings_floats"})
+        };
+        return with_token_header(axum::Json(body).into_response(), tokens);
+    }
+    validation(format!(
+        "The provided model identifier is invalid for InvokeModel embeddings: {model}"
+    ))
 }
 
 #[cfg(test)]

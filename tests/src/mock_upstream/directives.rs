@@ -50,7 +50,8 @@ pub struct Directives {
 
 impl Directives {
     /// Reads directives from the request's `model` (`name?k=v&…`) and then from a `[mock:k=v&…]` tag in
-    /// the messages or the embeddings `input`; later values win.
+    /// the messages or the embeddings inputs (`input`, Gemini `requests`, Vertex `instances`); later values
+    /// win.
     #[must_use]
     pub fn of(body: &Value) -> Self {
         let mut d = Self::default();
@@ -65,6 +66,9 @@ impl Directives {
         collect_text(body.get("messages"), &mut texts);
         collect_text(body.get("input"), &mut texts);
         collect_text(body.get("contents"), &mut texts);
+        // Embeddings bodies: Gemini `requests[].content`, Vertex `instances[].content`.
+        collect_text(body.get("requests"), &mut texts);
+        collect_text(body.get("instances"), &mut texts);
         for text in texts {
             let mut rest = text.as_str();
             while let Some(start) = rest.find("[mock:") {

@@ -571,3 +571,172 @@ pub fn token(tokens: &Tokens, query: Option<&str>, form: &[u8]) -> Response {
     axum::Json(json!({"access_token": value, "expires_in": expires_in, "token_type": "Bearer"}))
         .into_response()
 }
+
+// ---- embeddings -------------------------------------------------------------------------------------------
+
+/// Texts the real `batchEmbedContents` takes per call.
+const BATCH_LIMIT: usize = 100;
+/// Instances a Vertex `:predict` call of the text-embedding models takes.
+const PREDICT_LIMIT: usize = 250;
+/// The mock's vector size when the request sets none (the real models: 3072 / 768).
+const DEFAULT_DIMS: usize = 8;
+
+fn dims_of(v: Option<&Value>) -> Result<usize, String> {
+    match v {
+        None => Ok(DEFAULT_DIMS),
+        Some(d) => d
+            .as_u64()
+            .filter(|d| (1..=3072).contains(d))
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| format!("Invalid value for outputDimensionality: {d}")),
+    }
+}
+
+fn values(text: &str, dims: usize) -> Value {
+    json!(super::reply::fake_vector(text, dims))
+}
+
+/// Answers `POST …/models/{model}:batchEmbedContents` (Gemini API; key already checked): every request must
+/// name `models/{model}` and one text; at most 100. `usageMetadata.promptTokenCount` only with
+/// `prompt_tokens=N` (the API leaves it out on older surfaces: the gateway then estimates).
+pub async fn batch_embed(model: &str, req: &Value, d: Directives) -> Response {
+    if let Some(latency) = d.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = d.status {
+        return error(status, &d);
+    }
+    let Some(obj) = req.as_object() else {
+        return invalid("Invalid JSON payload received.".into());
+    };
+    if let Some(unknown) = obj.keys().find(|k| k.as_str() != "requests") {
+        return invalid(format!(
+            "Invalid JSON payload received. Unknown name \"{unknown}\": Cannot find field."
+        ));
+    }
+    let Some(requests) = obj.get("requests").and_then(Value::as_array) else {
+        return invalid("* BatchEmbedContentsRequest.requests: requests is required".into());
+    };
+    if requests.is_empty() || requests.len() > BATCH_LIMIT {
+        return invalid(format!(
+            "* BatchEmbedContentsRequest.requests: at most {BATCH_LIMIT} requests can be in one batch"
+        ));
+    }
+    let name = format!("models/{model}");
+    let mut embeddings = Vec::new();
+    for r in requests {
+        let Some(r) = r.as_object() else {
+            return invalid("Invalid JSON payload received.".into());
+        };
+        if let Some(unknown) = r.keys().find(|k| {
+            ![
+                "model",
+                "content",
+                "taskType",
+                "title",
+                "outputDimensionality",
+            ]
+            .contains(&k.as_str())
+        }) {
+            return invalid(format!(
+                "Invalid JSON payload received. Unknown name \"{unknown}\" at 'requests[0]': Cannot find field."
+            ));
+        }
+        if r.get("model").and_then(Value::as_str) != Some(name.as_str()) {
+            return invalid(format!(
+                "* BatchEmbedContentsRequest.model: the model of each request must be {name}"
+            ));
+        }
+        let text = r
+            .get("content")
+            .and_then(|c| c.get("parts"))
+            .and_then(Value::as_array)
+            .and_then(|p| p.first())
+            .and_then(|p| p.get("text"))
+            .and_then(Value::as_str);
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return invalid(
+                "* BatchEmbedContentsRequest.requests[0].content.parts: contents must not be empty"
+                    .into(),
+            );
+        };
+        let dims = match dims_of(r.get("outputDimensionality")) {
+            Ok(d) => d,
+            Err(message) => return invalid(message),
+        };
+        embeddings.push(json!({"values": values(text, dims)}));
+    }
+    let mut answer = json!({ "embeddings": embeddings });
+    if let Some(n) = d.prompt_tokens {
+        answer["usageMetadata"] = json!({"promptTokenCount": n, "totalTokenCount": n});
+    }
+    respond(200, &answer)
+}
+
+/// Answers Vertex `POST …/publishers/google/models/{model}:predict` for the text-embedding models (token
+/// already checked): `instances` of `{"content": …}` (one for `gemini-embedding-*`, else at most 250),
+/// `parameters.outputDimensionality`. Each prediction's `statistics.token_count` is its words (`prompt_tokens=N`:
+/// N each).
+pub async fn predict(model: &str, req: &Value, d: Directives) -> Response {
+    if let Some(latency) = d.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = d.status {
+        return error(status, &d);
+    }
+    let Some(obj) = req.as_object() else {
+        return invalid("Invalid JSON payload received.".into());
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !["instances", "parameters"].contains(&k.as_str()))
+    {
+        return invalid(format!(
+            "Invalid JSON payload received. Unknown name \"{unknown}\": Cannot find field."
+        ));
+    }
+    let Some(instances) = obj.get("instances").and_then(Value::as_array) else {
+        return invalid("instances is required".into());
+    };
+    let limit = if model.starts_with("gemini-embedding") {
+        1
+    } else {
+        PREDICT_LIMIT
+    };
+    if instances.is_empty() || instances.len() > limit {
+        return invalid(format!(
+            "{} instances in one request; {model} takes at most {limit}",
+            instances.len()
+        ));
+    }
+    let dims = match dims_of(req.pointer("/parameters/outputDimensionality")) {
+        Ok(d) => d,
+        Err(message) => return invalid(message),
+    };
+    let mut predictions = Vec::new();
+    let mut characters = 0;
+    for instance in instances {
+        let Some(text) = instance
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
+            return invalid("each instance needs a non-empty content".into());
+        };
+        if let Some(unknown) = instance.as_object().and_then(|i| {
+            i.keys()
+                .find(|k| !["content", "task_type", "title"].contains(&k.as_str()))
+        }) {
+            return invalid(format!("Unknown field in instance: {unknown}"));
+        }
+        characters += text.chars().filter(|c| !c.is_whitespace()).count();
+        let tokens = d.prompt_tokens.unwrap_or_else(|| super::reply::words(text));
+        predictions.push(json!({"embeddings": {
+            "statistics": {"truncated": false, "token_count": tokens},
+            "values": values(text, dims)}}));
+    }
+    respond(
+        200,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": characters}}),
+    )
+}

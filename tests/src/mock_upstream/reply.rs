@@ -300,6 +300,28 @@ async fn write_stream(dialect: Dialect, req: &Value, d: &Directives, tx: &Tx) ->
     send(tx, Bytes::from_static(b"data: [DONE]\n\n")).await
 }
 
+/// The mock's embedding of `text`: `dims` deterministic values in [0, 1] (every dialect answers the same
+/// vector for the same text and size).
+#[must_use]
+pub fn fake_vector(text: &str, dims: usize) -> Vec<f32> {
+    let seed = text
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (0..dims as u32)
+        .map(|k| {
+            #[expect(clippy::cast_precision_loss, reason = "a deterministic fake vector")]
+            let v = (seed.rotate_right((k * 4) % 64) & 0xff) as f32 / 255.0;
+            v
+        })
+        .collect()
+}
+
+/// Whitespace-separated words: the mock's token count of an embedded text.
+#[must_use]
+pub fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
 pub async fn embeddings(req: &Value, d: Directives) -> Response {
     if let Some(latency) = d.latency {
         tokio::time::sleep(latency).await;
@@ -328,13 +350,7 @@ pub async fn embeddings(req: &Value, d: Directives) -> Response {
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let seed = text
-                .bytes()
-                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            #[expect(clippy::cast_precision_loss, reason = "a deterministic fake vector")]
-            let vector: Vec<f32> = (0..8u64)
-                .map(|k| ((seed >> (k * 4)) & 0xff) as f32 / 255.0)
-                .collect();
+            let vector = fake_vector(text, 8);
             // The SDKs ask for base64 (little-endian f32) by default and decode it themselves.
             let embedding = if req.get("encoding_format").and_then(Value::as_str) == Some("base64")
             {

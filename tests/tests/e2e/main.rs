@@ -17,6 +17,7 @@ mod chat;
 mod conformance;
 mod control_cluster;
 mod cost;
+mod embeddings;
 mod errors;
 mod gemini;
 mod metering;

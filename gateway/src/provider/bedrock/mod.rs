@@ -10,8 +10,10 @@
 //!
 //! Translation: [`request`] (OpenAI → Converse), [`response`] (Converse → `chat.completion`, usage, stop
 //! reasons), [`stream`] (event-stream frames → chunks, exceptions → error chunks), [`error`] (HTTP errors by
-//! `x-amzn-errortype`). Bedrock has no embeddings in Converse, and no native inbound endpoint here.
+//! `x-amzn-errortype`). No native inbound endpoint here. Embeddings go through `InvokeModel`
+//! ([`embeddings`]: Titan Text Embeddings, Cohere Embed).
 
+pub mod embeddings;
 pub mod error;
 pub mod request;
 pub mod response;
@@ -22,6 +24,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::{Map, Value};
 
 use super::adapter::{Adapter, StreamTranslator};
+use super::embeddings::{Embeddings, EmbeddingsRequest};
 use super::sign::sigv4::encode_path_segment;
 use crate::error::GatewayError;
 
@@ -92,6 +95,22 @@ impl Adapter for Bedrock {
         body: &[u8],
     ) -> GatewayError {
         error::classify(provider, status, headers, body)
+    }
+
+    fn embeddings_url(&self, base: &str, upstream_model: &str) -> Option<String> {
+        Some(embeddings::invoke_url(base, upstream_model))
+    }
+
+    fn embeddings_request(
+        &self,
+        request: &EmbeddingsRequest,
+        upstream_model: &str,
+    ) -> Result<Vec<Bytes>, GatewayError> {
+        embeddings::requests(request, upstream_model)
+    }
+
+    fn embeddings_response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Embeddings, String> {
+        embeddings::response(headers, body)
     }
 }
 

@@ -9,9 +9,9 @@
 //! as the client wrote it ([`Adapter::native_request`]), so safety settings, thought signatures and every
 //! Gemini-only field survive.
 //!
-//! Embeddings (`batchEmbedContents`) are not translated: an embeddings request to a Gemini deployment is
-//! refused (400).
+//! Embeddings: `/v1/embeddings` becomes `:batchEmbedContents` ([`embeddings`]).
 
+pub mod embeddings;
 pub mod error;
 pub mod request;
 pub mod response;
@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use tollgate_schemas::Endpoint;
 
 use super::adapter::{Adapter, StreamTranslator};
+use super::embeddings::{Embeddings, EmbeddingsRequest};
 use crate::error::GatewayError;
 
 /// Separates a made-up tool-call id from the `thoughtSignature` of its `functionCall`: the id is what an
@@ -150,6 +151,22 @@ impl Adapter for Gemini {
         body: &[u8],
     ) -> GatewayError {
         error::classify(provider, status, headers, body)
+    }
+
+    fn embeddings_url(&self, base: &str, upstream_model: &str) -> Option<String> {
+        Some(embeddings::batch_url(base, upstream_model))
+    }
+
+    fn embeddings_request(
+        &self,
+        request: &EmbeddingsRequest,
+        upstream_model: &str,
+    ) -> Result<Vec<Bytes>, GatewayError> {
+        embeddings::batch_requests(request, upstream_model)
+    }
+
+    fn embeddings_response(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Embeddings, String> {
+        embeddings::batch_response(body)
     }
 }
 
