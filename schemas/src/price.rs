@@ -442,6 +442,28 @@ mod tests {
     }
 
     #[test]
+    fn the_seed_table_prices_new_models_by_their_own_rows() {
+        let t = PriceTable::seed().unwrap();
+        let io = |p: &str, m: &str| t.lookup(p, m).map(|p| (p.input, p.output));
+        let usd = |i: u64, o: u64| Some((i * 10_000_000, o * 10_000_000));
+        // Prices in hundredths of a dollar per million tokens, from LiteLLM 1.110.2.
+        assert_eq!(io("openai", "gpt-5.2"), usd(175, 1400));
+        assert_eq!(io("openai", "gpt-5.2-2025-12-11"), usd(175, 1400));
+        assert_eq!(io("openai", "gpt-5-nano-2025-08-07"), usd(5, 40));
+        assert_eq!(io("openai", "o3-mini-2025-01-31"), usd(110, 440));
+        assert_eq!(io("openai", "gpt-4o-2024-05-13"), usd(500, 1500));
+        assert_eq!(io("azure", "gpt-5.1"), usd(125, 1000));
+        assert_eq!(io("anthropic", "claude-opus-4-5-20251101"), usd(500, 2500));
+        assert_eq!(io("vertex", "claude-opus-4-5@20251101"), usd(500, 2500));
+        assert_eq!(
+            io("bedrock", "us.anthropic.claude-opus-4-5-20251101-v1:0"),
+            usd(550, 2750)
+        );
+        assert_eq!(io("gemini", "gemini-2.5-flash-lite"), usd(10, 40));
+        assert_eq!(io("vertex", "gemini-2.5-flash-lite"), usd(10, 40));
+    }
+
+    #[test]
     fn duplicate_rows_and_bad_amounts_are_refused_with_their_names() {
         let dup = "version = \"x\"\n[[price]]\nprovider=\"a\"\nmodel=\"m\"\ncurrency=\"USD\"\ninput=\"1\"\noutput=\"1\"\n[[price]]\nprovider=\"a\"\nmodel=\"m\"\ncurrency=\"USD\"\ninput=\"1\"\noutput=\"1\"\n";
         assert!(PriceTable::parse(dup)
