@@ -3,9 +3,9 @@
 //!
 //! An event's *recorded* cost is its own cost plus every correction already written for it, kept per
 //! (currency, reporting currency). Its *target* cost is its usage vector priced now: the `--prices` table
-//! when given (provider kind + upstream model, exact id then longest prefix), else the gateway config's
-//! pricing (the deployment's own price, `[[prices]]`, the shipped table), converted with the config's
-//! `[pricing]` rates. Where the two differ, one correction row per (currency, reporting currency) carries
+//! when given (provider kind + upstream model: the exact id, else the longest entry it extends by a version
+//! tag, as `PriceTable::lookup` says), else the gateway config's pricing (the deployment's own price,
+//! `[[prices]]`, the shipped table), converted with the config's `[pricing]` rates. Where the two differ, one correction row per (currency, reporting currency) carries
 //! `target − recorded` — so the sum of an event's cost and its corrections is always the target cost, and a
 //! second run with the same prices finds nothing to correct. A price change within one currency is one
 //! row; a change of currency is two (the old currency's amount taken back, the new one's added).

@@ -13,12 +13,20 @@ cache_write, output, reasoning), our value next to LiteLLM's:
     n/c      not comparable: our row is not in USD and LiteLLM only has USD prices
     absent   LiteLLM has no entry for this provider and model
 
-A second section lists LiteLLM model ids that our longest-prefix rule would price with one of our rows (e.g.
-`gpt-5-nano` by `gpt-5`) although LiteLLM prices them differently: candidates for rows of their own.
+A second section lists LiteLLM model ids that seed.toml's rule prices with a *shorter* row (the id is that row's
+model followed by a version tag: `-2024-05-13`, `@20251101`, `-20250929-v1:0`, `-latest`, ...) at a price LiteLLM
+does not give them: silent mispricing, so each one fails `--strict` (give the snapshot a row of its own).
 
-LiteLLM entry chosen for a row: the exact model id under the provider's key prefix, else its dated snapshots
-(`-20250929`, `-2024-08-06`, `@20250929`, `-v1:0`, ...). Provider kinds map to LiteLLM as `KINDS` says; kinds with
-no LiteLLM counterpart (qianfan, qianfan-v1, zeroone, modelarts, sophnet) are reported as absent.
+A third section, for information, lists the LiteLLM ids that a loose prefix rule (any `-`, `@`, `:`, `.` or `/`
+after a row's model: the rule before table version 2026-11-26.2) would price with another model's row and that
+the version-tag rule leaves unpriced (`price_missing` in the gateway), seed.toml having no row for them, with
+LiteLLM's price and mode: candidates for rows of their own (audio, search, responses-only, ... are left out on
+purpose).
+
+LiteLLM entry chosen for a row: the exact model id under the provider's key prefix, else its versions (the id
+followed by a version tag, as `is_version_tag` in schemas/src/price.rs defines it). Provider kinds map to LiteLLM
+as `KINDS` says; kinds with no LiteLLM counterpart (qianfan, qianfan-v1, zeroone, modelarts, sophnet) are reported
+as absent.
 
 How to run (Python >= 3.11, standard library only; LiteLLM itself is not needed, only its JSON):
 
@@ -27,11 +35,11 @@ How to run (Python >= 3.11, standard library only; LiteLLM itself is not needed,
     python3 schemas/prices/check_against_litellm.py \
         /tmp/litellm-dl/litellm/model_prices_and_context_window_backup.json [--seed schemas/prices/seed.toml] [--strict]
 
-`--strict` exits 1 if any comparable class is DIFF or ADD, except the disagreements seed.toml keeps on purpose
-(`KEPT` below; the table's header says why). Written against litellm 1.110.2 (the JSON's sha256
-8943af58bf9f979c6a4bef815687117ffa341e462a41faed9be17b5c33d3dcc2); the JSON is MIT-licensed with the rest of
-LiteLLM outside its `enterprise/` directory. LiteLLM is a secondary source: a DIFF is a reason to check the
-provider's own price page, which the JSON's `source` field usually names.
+`--strict` exits 1 if any comparable class is DIFF or ADD (in the first or the second section), except the
+disagreements seed.toml keeps on purpose (`KEPT` below; the table's header says why). Written against litellm
+1.110.2 (the JSON's sha256 8943af58bf9f979c6a4bef815687117ffa341e462a41faed9be17b5c33d3dcc2); the JSON is
+MIT-licensed with the rest of LiteLLM outside its `enterprise/` directory. LiteLLM is a secondary source: a DIFF
+is a reason to check the provider's own price page, which the JSON's `source` field usually names.
 """
 
 from __future__ import annotations
@@ -72,9 +80,13 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hunyuan-native": (("tencent",), ("tencent/",)),
 }
 
-# What may follow a row's model id in the id of the same model's dated snapshot.
-SNAPSHOT = re.compile(r"^(-\d{8}|-\d{4}-\d{2}-\d{2}|@\d{8}|@default|-v\d+(:\d+)?|-\d{8}-v\d+(:\d+)?|-latest)$")
-SEPARATORS = ("-", "@", ":", ".", "/")
+# What may follow a row's model id in the id of a version of the same model: seed.toml's rule, mirroring
+# `is_version_tag` in schemas/src/price.rs. One or more tags, each after `-`, `@` or `:`: a date YYYY-MM-DD, a run of
+# at least three digits, `v<digits>` (optionally `:<digits>`), `latest` or `default`.
+_TAG = r"(?:\d{4}-\d{2}-\d{2}|\d{3,}|v\d+(?::\d+)?|latest|default)"
+VERSION_TAG = re.compile(rf"^(?:[-@:]{_TAG})+$")
+# The loose rule before table version 2026-11-26.2 (any of these after a row's model), for the third section only.
+LOOSE_SEPARATORS = ("-", "@", ":", ".", "/")
 # Disagreements seed.toml keeps on purpose (its header says why): shown as `kept`, not failing --strict.
 KEPT = {("vertex", "claude-3-5-haiku")}
 
@@ -120,8 +132,15 @@ def model_ids(kind: str, prices: dict) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def lookup(rows: list[dict], kind: str, model: str) -> dict | None:
-    """seed.toml's rule: the exact row, else the longest row that is a prefix followed by a separator."""
+def is_version_tag(rest: str) -> bool:
+    """Whether `rest` (what follows a row's model id) names a version of the same model."""
+    return VERSION_TAG.match(rest) is not None
+
+
+def lookup(rows: list[dict], kind: str, model: str, loose: bool = False) -> dict | None:
+    """seed.toml's rule: the exact row, else the longest row that `model` extends by a version tag only.
+
+    `loose`: the rule before table version 2026-11-26.2 instead (any separator after the row's model)."""
     best = None
     for r in rows:
         if r["provider"] != kind:
@@ -129,7 +148,8 @@ def lookup(rows: list[dict], kind: str, model: str) -> dict | None:
         if r["model"] == model:
             return r
         rest = model[len(r["model"]) :] if model.startswith(r["model"]) else None
-        if rest and rest.startswith(SEPARATORS) and (best is None or len(r["model"]) > len(best["model"])):
+        fits = rest and (rest.startswith(LOOSE_SEPARATORS) if loose else is_version_tag(rest))
+        if fits and (best is None or len(r["model"]) > len(best["model"])):
             best = r
     return best
 
@@ -205,7 +225,7 @@ def main() -> int:
             matches.append(ids[model])
         else:
             for mid in sorted(ids):
-                if mid.startswith(model) and SNAPSHOT.match(mid[len(model) :]):
+                if mid.startswith(model) and is_version_tag(mid[len(model) :]):
                     matches.append(ids[mid])
         head = f"{kind:<16} {model:<36}"
         if not matches:
@@ -233,24 +253,42 @@ def main() -> int:
                 print(f"{blank} source: {entry['source']}")
 
     print()
-    print("LiteLLM ids our prefix rule prices with a row whose input/output LiteLLM puts elsewhere:")
-    print(f"{'provider':<16} {'LiteLLM key':<60} {'our row':<36} {'ours in/out':>16} {'LiteLLM in/out':>18}")
+    print("LiteLLM ids seed.toml prices with a shorter row (a version of its model) at another price (fail --strict):")
+    print(f"{'provider':<16} {'LiteLLM key':<52} {'our row':<36} {'class':<12} {'ours':>10} {'LiteLLM':>10}  status")
+    mispriced = listed = 0
     for kind, ids in by_kind.items():
         for mid, (key, entry) in sorted(ids.items()):
             row = lookup(rows, kind, mid)
             if row is None or row["model"] == mid or row["currency"] != "USD":
                 continue
-            if SNAPSHOT.match(mid[len(row["model"]) :]):
-                continue  # a snapshot: already compared above
+            for cls, o, t, status in compare(row, entry):
+                if status not in ("DIFF", "ADD"):
+                    continue
+                if (kind, row["model"]) in KEPT:
+                    status = f"{status} (kept)"
+                else:
+                    mispriced += 1
+                listed += 1
+                print(f"{kind:<16} {key:<52} {row['model']:<36} {cls:<12} {o:>10} {t:>10}  {status}")
+    if not listed:
+        print("(none)")
+    problems += mispriced
+
+    print()
+    print("LiteLLM ids seed.toml leaves unpriced (price_missing) that the loose prefix rule would price by another")
+    print("model's row (information; responses-only, audio, search, image models have no row on purpose):")
+    print(f"{'provider':<16} {'LiteLLM key':<60} {'loose rule row':<36} {'LiteLLM in/out':>18}  mode")
+    for kind, ids in by_kind.items():
+        for mid, (key, entry) in sorted(ids.items()):
+            if lookup(rows, kind, mid) is not None:
+                continue
+            was = lookup(rows, kind, mid, loose=True)
+            if was is None or was["currency"] != "USD":
+                continue
             t_in = per_million(entry.get("input_cost_per_token"))
             t_out = per_million(entry.get("output_cost_per_token"))
-            if t_in is None and t_out is None:
-                continue  # priced per image / second / character: not comparable
-            if norm(t_in) == norm(row["input"]) and norm(t_out) == norm(row["output"]):
-                continue
             print(
-                f"{kind:<16} {key:<60} {row['model']:<36} {row['input'] + '/' + row['output']:>16} "
-                f"{str(t_in) + '/' + str(t_out):>18}"
+                f"{kind:<16} {key:<60} {was['model']:<36} {str(t_in) + '/' + str(t_out):>18}  {entry.get('mode', '?')}"
             )
 
     print()

@@ -212,8 +212,16 @@ impl PriceTable {
         &self.entries
     }
 
-    /// The price of `model` at a provider of kind `provider`: the exact entry, else the longest entry that is
-    /// a prefix of `model` followed by a separator (`-`, `@`, `:`, `.`, `/`).
+    /// The price of `model` at a provider of kind `provider`: the exact entry, else the longest entry that
+    /// `model` extends by a **version tag** only (see [`is_version_tag`]) — a dated or numbered snapshot of the
+    /// same model, never a different model.
+    ///
+    /// So `gpt-4o` prices `gpt-4o-2024-08-06`, `claude-sonnet-4-5` prices `claude-sonnet-4-5-20250929` and
+    /// `claude-sonnet-4-5@20250929` (Vertex), `anthropic.claude-haiku-4-5` prices
+    /// `anthropic.claude-haiku-4-5-20251001-v1:0` (Bedrock), `qwen-plus` prices `qwen-plus-latest`; but `gpt-5`
+    /// does not price `gpt-5.2` or `gpt-5-nano`, `o3` not `o3-mini`, `claude-opus-4` not `claude-opus-4-5`,
+    /// `gemini-2.5-flash` not `gemini-2.5-flash-lite`: those need rows of their own, else they are unpriced
+    /// (`price_missing`) rather than silently charged another model's price.
     #[must_use]
     pub fn lookup(&self, provider: &str, model: &str) -> Option<&Price> {
         let mut best: Option<&PriceEntry> = None;
@@ -221,15 +229,80 @@ impl PriceTable {
             if e.model == model {
                 return Some(&e.price);
             }
-            let is_prefix = model
+            let is_snapshot = model
                 .strip_prefix(e.model.as_str())
-                .is_some_and(|rest| rest.starts_with(['-', '@', ':', '.', '/']));
-            if is_prefix && best.is_none_or(|b| b.model.len() < e.model.len()) {
+                .is_some_and(is_version_tag);
+            if is_snapshot && best.is_none_or(|b| b.model.len() < e.model.len()) {
                 best = Some(e);
             }
         }
         best.map(|e| &e.price)
     }
+}
+
+/// Whether `rest` (what follows a price entry's model id in a requested model id) names a version of the same
+/// model: one or more tags, each introduced by `-`, `@` or `:`, each one of
+///
+/// * a date `YYYY-MM-DD` (`-2024-08-06`),
+/// * a run of at least three digits (`-0613`, `-001`, `-20250929`, `@20241022`, `-250414`),
+/// * `v<digits>`, optionally `:<digits>` (`-v1`, `-v1:0`),
+/// * `latest` or `default` (`-latest`, `@default`).
+///
+/// Anything else is another model: `-5`, `.2`, `-mini`, `-lite`, `-pro`, `-nano`, `-preview`, `-audio-preview`,
+/// `-1-20250805` (one or two digits are a model number, not a version), `-128k`.
+#[must_use]
+pub fn is_version_tag(rest: &str) -> bool {
+    fn is_sep(b: u8) -> bool {
+        matches!(b, b'-' | b'@' | b':')
+    }
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|b| b.is_ascii_digit()).count()
+    }
+    // Length of the tag at the start of `s` when it is whole (followed by the end or a separator).
+    fn tag(s: &[u8]) -> Option<usize> {
+        let whole = |n: usize| (n == s.len() || is_sep(s[n])).then_some(n);
+        let is_date = s.len() >= 10
+            && digits(s) == 4
+            && s[4] == b'-'
+            && digits(&s[5..]) == 2
+            && s[7] == b'-'
+            && digits(&s[8..]) == 2;
+        if let Some(n) = is_date.then_some(10).and_then(whole) {
+            return Some(n);
+        }
+        let n = digits(s);
+        if n >= 3 {
+            return whole(n);
+        }
+        if n == 0 && s.first() == Some(&b'v') {
+            let mut n = 1 + digits(&s[1..]);
+            if n == 1 {
+                return None;
+            }
+            if s.get(n) == Some(&b':') && digits(&s[n + 1..]) > 0 {
+                n += 1 + digits(&s[n + 1..]);
+            }
+            return whole(n);
+        }
+        ["latest", "default"]
+            .iter()
+            .find(|w| s.starts_with(w.as_bytes()))
+            .and_then(|w| whole(w.len()))
+    }
+    let mut s = rest.as_bytes();
+    if s.is_empty() {
+        return false;
+    }
+    while let Some((&first, after)) = s.split_first() {
+        if !is_sep(first) {
+            return false;
+        }
+        match tag(after) {
+            Some(n) => s = &after[n..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Conversion of costs into one reporting currency, for totals across providers and for budgets.
@@ -426,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn lookup_is_exact_then_longest_prefix_at_a_separator() {
+    fn lookup_is_exact_then_longest_entry_extended_by_a_version_tag() {
         let t = PriceTable::seed().unwrap();
         let input = |m: &str| t.lookup("openai", m).map(|p| p.input);
         assert_eq!(input("gpt-4o"), Some(2_500_000_000));
@@ -439,6 +512,179 @@ mod tests {
                 .map(|p| p.input),
             Some(3_000_000_000)
         );
+    }
+
+    #[test]
+    fn version_tags_are_dates_numbers_versions_and_aliases() {
+        for tag in [
+            "-2024-08-06",
+            "-0613",
+            "-001",
+            "-20250514",
+            "@20241022",
+            "@default",
+            "-latest",
+            "-v1",
+            "-v1:0",
+            "-20241022-v1:0",
+            "-20250929-v2:0",
+            "-250414",
+            "@2411-001",
+            "-2025-01-25",
+        ] {
+            assert!(is_version_tag(tag), "{tag} should be a version tag");
+        }
+        for other in [
+            "",
+            "-",
+            "-5",
+            "-1",
+            "-01",
+            ".2",
+            ".1-2025-11-13",
+            "/x",
+            "-mini",
+            "-mini-2024-07-18",
+            "-lite",
+            "-pro",
+            "-nano",
+            "-preview",
+            "-audio-preview",
+            "-audio-preview-2024-12-17",
+            "-preview-09-2025",
+            "-1-20250805",
+            "-5@20251101",
+            "-128k",
+            "-0613-preview",
+            "-2024-08-06x",
+            "-2024-08",
+            "-v",
+            "-v1:",
+            "-v1:0:200k",
+            "-latestX",
+            "-prod",
+            "X-001",
+            "-001-",
+        ] {
+            assert!(
+                !is_version_tag(other),
+                "{other:?} should not be a version tag"
+            );
+        }
+    }
+
+    #[test]
+    fn a_different_model_is_not_priced_by_a_shorter_id() {
+        let table = |rows: &[(&str, &str)]| {
+            let entries = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (provider, model))| PriceEntry {
+                    provider: (*provider).into(),
+                    model: (*model).into(),
+                    price: Price {
+                        currency: "USD".into(),
+                        input: i as u64 + 1,
+                        cached_read: 0,
+                        cache_write: 0,
+                        output: 0,
+                        reasoning: 0,
+                    },
+                })
+                .collect();
+            PriceTable::new("t".into(), entries).unwrap()
+        };
+        let t = table(&[
+            ("openai", "gpt-5"),
+            ("openai", "o3"),
+            ("anthropic", "claude-opus-4"),
+            ("gemini", "gemini-2.5-flash"),
+            ("openai", "gpt-4o"),
+            ("openai", "gpt-4o-mini"),
+            ("bedrock", "anthropic.claude-sonnet-4"),
+            ("bedrock", "us.anthropic.claude-sonnet-4"),
+            ("dashscope", "qwen-plus"),
+            ("vertex", "gemini-2.0-flash"),
+            ("vertex", "claude-3-5-haiku"),
+        ]);
+        let input = |p: &str, m: &str| t.lookup(p, m).map(|p| p.input);
+        // Other models: unpriced, never another model's price.
+        for (p, m) in [
+            ("openai", "gpt-5.2"),
+            ("openai", "gpt-5.1-2025-11-13"),
+            ("openai", "gpt-5-nano"),
+            ("openai", "gpt-5-pro"),
+            ("openai", "o3-mini"),
+            ("openai", "o3-mini-2025-01-31"),
+            ("openai", "gpt-4o-audio-preview"),
+            ("openai", "gpt-4o-prod"),
+            ("anthropic", "claude-opus-4-5-20251101"),
+            ("anthropic", "claude-opus-4-1"),
+            ("gemini", "gemini-2.5-flash-lite"),
+            ("gemini", "gemini-2.5-flash-preview-09-2025"),
+            ("bedrock", "anthropic.claude-sonnet-4-6"),
+            ("vertex", "gemini-2.0-flash-lite-001"),
+        ] {
+            assert_eq!(input(p, m), None, "{p}/{m}");
+        }
+        // Snapshots of the same model take its row.
+        for (p, m, want) in [
+            ("openai", "gpt-5-2025-08-07", 1),
+            ("openai", "o3-2025-04-16", 2),
+            ("anthropic", "claude-opus-4-20250514", 3),
+            ("anthropic", "claude-opus-4-latest", 3),
+            ("gemini", "gemini-2.5-flash-001", 4),
+            ("openai", "gpt-4o-2024-08-06", 5),
+            ("bedrock", "anthropic.claude-sonnet-4-20250514-v1:0", 7),
+            ("dashscope", "qwen-plus-2025-01-25", 9),
+            ("dashscope", "qwen-plus-latest", 9),
+            ("vertex", "gemini-2.0-flash-001", 10),
+            ("vertex", "claude-3-5-haiku@20241022", 11),
+        ] {
+            assert_eq!(input(p, m), Some(want), "{p}/{m}");
+        }
+        // The longest entry still wins, and a region prefix is part of the id (its own row).
+        assert_eq!(input("openai", "gpt-4o-mini-2024-07-18"), Some(6));
+        assert_eq!(
+            input("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
+            Some(8)
+        );
+        assert_eq!(
+            input("bedrock", "eu.anthropic.claude-sonnet-4-20250514-v1:0"),
+            None
+        );
+        // An exact row beats a shorter row it is a snapshot of.
+        let t = table(&[("openai", "gpt-4o"), ("openai", "gpt-4o-2024-05-13")]);
+        assert_eq!(
+            t.lookup("openai", "gpt-4o-2024-05-13").map(|p| p.input),
+            Some(2)
+        );
+        assert_eq!(
+            t.lookup("openai", "gpt-4o-2024-11-20").map(|p| p.input),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_seed_table_prices_new_models_by_their_own_rows() {
+        let t = PriceTable::seed().unwrap();
+        let io = |p: &str, m: &str| t.lookup(p, m).map(|p| (p.input, p.output));
+        let usd = |i: u64, o: u64| Some((i * 10_000_000, o * 10_000_000));
+        // Prices in hundredths of a dollar per million tokens, from LiteLLM 1.110.2.
+        assert_eq!(io("openai", "gpt-5.2"), usd(175, 1400));
+        assert_eq!(io("openai", "gpt-5.2-2025-12-11"), usd(175, 1400));
+        assert_eq!(io("openai", "gpt-5-nano-2025-08-07"), usd(5, 40));
+        assert_eq!(io("openai", "o3-mini-2025-01-31"), usd(110, 440));
+        assert_eq!(io("openai", "gpt-4o-2024-05-13"), usd(500, 1500));
+        assert_eq!(io("azure", "gpt-5.1"), usd(125, 1000));
+        assert_eq!(io("anthropic", "claude-opus-4-5-20251101"), usd(500, 2500));
+        assert_eq!(io("vertex", "claude-opus-4-5@20251101"), usd(500, 2500));
+        assert_eq!(
+            io("bedrock", "us.anthropic.claude-opus-4-5-20251101-v1:0"),
+            usd(550, 2750)
+        );
+        assert_eq!(io("gemini", "gemini-2.5-flash-lite"), usd(10, 40));
+        assert_eq!(io("vertex", "gemini-2.5-flash-lite"), usd(10, 40));
     }
 
     #[test]

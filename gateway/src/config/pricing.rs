@@ -29,7 +29,8 @@ pub struct RawPricing {
     pub rates: Option<BTreeMap<String, String>>,
 }
 
-/// One `[[prices]]` row: a price for a provider kind and upstream model (exact id or prefix).
+/// One `[[prices]]` row: a price for a provider kind and upstream model (the exact id, and that id followed by a
+/// version tag: see `PriceTable::lookup`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPriceRow {
@@ -241,6 +242,52 @@ deployments = [{{ provider = "local", model = "llama" }}]
         // 0.80 + 2.00 CNY at 0.14 = 0.392 USD.
         assert_eq!(c.rank, 392_000_000);
         assert!(price("d").is_none());
+    }
+
+    #[test]
+    fn overrides_and_the_shipped_table_match_versions_of_a_model_never_other_models() {
+        let cfg = load_with(&format!(
+            r#"{PROVIDERS}
+[[prices]]
+provider = "openai"
+model = "gpt-4o"
+currency = "USD"
+input = "2.00"
+output = "8.00"
+[[prices]]
+provider = "openai"
+model = "gpt-4o-prod"
+currency = "USD"
+input = "3.00"
+output = "9.00"
+[models.snapshot]
+deployments = [{{ provider = "oa", model = "gpt-4o-2024-11-20" }}]
+[models.named]
+deployments = [{{ provider = "oa", model = "gpt-4o-prod" }}]
+[models.other]
+deployments = [{{ provider = "oa", model = "gpt-4o-audio-preview" }}]
+[models.newer]
+deployments = [{{ provider = "oa", model = "gpt-5.2-2025-12-11" }}]
+[models.unknown]
+deployments = [{{ provider = "oa", model = "gpt-5.9" }}]
+"#
+        ))
+        .unwrap();
+        let price = |m: &str| {
+            cfg.models.iter().find(|x| x.name == m).unwrap().tiers[0][0]
+                .price
+                .clone()
+                .map(|p| (p.price.input, p.version))
+        };
+        // A `[[prices]]` row prices its model's dated versions, and a name it spells out exactly.
+        assert_eq!(price("snapshot"), Some((2_000_000_000, "config".into())));
+        assert_eq!(price("named"), Some((3_000_000_000, "config".into())));
+        // Another model is not priced by a row that is a prefix of its id: unpriced, not mispriced.
+        assert_eq!(price("other"), None);
+        // The shipped table's own gpt-5.2 row, not gpt-5's price.
+        let seed = tollgate_schemas::price::PriceTable::seed().unwrap().version;
+        assert_eq!(price("newer"), Some((1_750_000_000, seed)));
+        assert_eq!(price("unknown"), None);
     }
 
     #[test]

@@ -38,13 +38,13 @@ input = "5.00"
 output = "15.00"
 
 [models."gpt-4o"]
-deployments = [{ provider = "az", model = "gpt-4o-prod" }]
+deployments = [{ provider = "az", model = "gpt-4o-2024-11-20" }]
 
-[models."gpt-4o-prod"]
-deployments = [{ provider = "az", model = "gpt-4o-prod" }]
+[models."gpt-4o-2024-11-20"]
+deployments = [{ provider = "az", model = "gpt-4o-2024-11-20" }]
 
 [models."gpt-4o-once"]
-deployments = [{ provider = "az", model = "gpt-4o-prod" }]
+deployments = [{ provider = "az", model = "gpt-4o-2024-11-20" }]
 max_attempts = 1
 
 [models."team-chat"]
@@ -100,7 +100,7 @@ async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
     let sent = &h.mock.requests()[0];
     assert_eq!(
         sent.path,
-        "/azure/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+        "/azure/openai/deployments/gpt-4o-2024-11-20/chat/completions?api-version=2024-10-21"
     );
     assert_eq!(sent.header("api-key"), Some("az-key-a"));
     assert_eq!(sent.header("authorization"), None);
@@ -117,7 +117,7 @@ async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
             ..UsageVector::default()
         }
     );
-    // `gpt-4o-prod` takes the azure `gpt-4o` seed row by prefix: $2.50 / $10 per Mtok.
+    // The deployment `gpt-4o-2024-11-20` takes the azure `gpt-4o` seed row (a version tag): $2.50 / $10 per Mtok.
     assert!(!e.cost.price_missing);
     assert_eq!(e.cost.nanos, 8 * 2500 + 4 * 10_000);
 }
@@ -125,7 +125,7 @@ async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
 #[tokio::test]
 async fn the_clients_bytes_go_through_unchanged_when_nothing_needs_rewriting() {
     let h = harness().await;
-    let raw = r#"{"model":"gpt-4o-prod","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"logit_bias":{"50256":-100}}"#;
+    let raw = r#"{"model":"gpt-4o-2024-11-20","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"logit_bias":{"50256":-100}}"#;
     let r = h
         .client
         .post(h.url("/v1/chat/completions"))

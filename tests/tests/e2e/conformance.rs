@@ -119,7 +119,7 @@ fn providers() -> Vec<Provider> {
                 "azure",
                 "azure",
                 "",
-                "gpt-4o-prod",
+                "gpt-4o-2024-11-20",
                 ["az-key-a", "az-key-b"],
             )
         },
