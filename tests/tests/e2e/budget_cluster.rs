@@ -374,7 +374,7 @@ async fn the_owner_reports_usage_partitions_it_does_not_see() {
     // A second consumer joins the group: the partitions are shared, the owner no longer sees them all.
     let (owner, owner_port) = (p.consumer.take(), p.consumer_port);
     p.start_consumer(&[]);
-    let (second, _) = (p.consumer.take(), p.consumer_port);
+    let second = p.consumer.take().map(pipeline_support::Spawned);
     p.consumer = owner;
     p.consumer_port = owner_port;
     let text = p

@@ -206,7 +206,7 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
 
     /// Starts another gateway replica on its own port with the same config (same topics, same spool dir
     /// name under another directory); returns the process and its base URL once it answers.
-    pub async fn start_replica(&self) -> (Child, String) {
+    pub async fn start_replica(&self) -> (Spawned, String) {
         let port = free_port();
         let dir = self.dir.path().join(format!("replica-{port}"));
         std::fs::create_dir_all(&dir).expect("replica dir");
@@ -230,7 +230,7 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
         while Instant::now() < until {
             if let Ok(r) = self.client.get(format!("{url}/healthz")).send().await {
                 if r.status() == 200 {
-                    return (child, url);
+                    return (Spawned(child), url);
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -436,6 +436,30 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             Self::terminate(&mut c);
         }
         let _ = ch(&format!("DROP DATABASE IF EXISTS {}", self.database)).await;
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves no replica or consumer running (a plain
+/// `Child` is not). Derefs to the `Child` (e.g. for [`Pipeline::terminate`]).
+pub struct Spawned(pub Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
