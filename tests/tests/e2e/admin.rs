@@ -24,6 +24,21 @@ async fn admin(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Issues a key through the API (201) and returns its secret.
+async fn issue_key(h: &Harness, body: Value) -> String {
+    let (status, issued) = admin(h, reqwest::Method::POST, "/admin/keys", Some(body)).await;
+    assert_eq!(status, 201, "{issued}");
+    issued["key"].as_str().unwrap().to_string()
+}
+
+/// Rotates `key_id` through the API (200) and returns the new secret.
+async fn rotate_key(h: &Harness, key_id: &str) -> String {
+    let path = format!("/admin/keys/{key_id}/rotate");
+    let (status, rotated) = admin(h, reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, 200, "{rotated}");
+    rotated["key"].as_str().unwrap().to_string()
+}
+
 async fn chat_as(h: &Harness, base: &str, key: &str) -> u16 {
     h.client
         .post(format!("{base}/v1/chat/completions"))
@@ -40,15 +55,11 @@ async fn chat_as(h: &Harness, base: &str, key: &str) -> u16 {
 async fn keys_are_issued_rotated_and_revoked_and_a_restarted_gateway_replays_them() {
     let h = Harness::start_with(&admin_config()).await;
     let base = h.url("");
-    let (status, issued) = admin(
+    let key1 = issue_key(
         &h,
-        reqwest::Method::POST,
-        "/admin/keys",
-        Some(json!({"key_id": "svc-a", "tenant": "initech", "team": "bots", "models": ["gpt-4o-mini"]})),
+        json!({"key_id": "svc-a", "tenant": "initech", "team": "bots", "models": ["gpt-4o-mini"]}),
     )
     .await;
-    assert_eq!(status, 201, "{issued}");
-    let key1 = issued["key"].as_str().unwrap().to_string();
     assert!(key1.starts_with("tg-"));
     assert_eq!(chat_as(&h, &base, &key1).await, 200);
     // The key is charged to its tenant and team.
@@ -93,10 +104,7 @@ async fn keys_are_issued_rotated_and_revoked_and_a_restarted_gateway_replays_the
     assert_eq!(status, 400, "{body}");
 
     // Rotation: the old key stops, the new one works.
-    let (status, rotated) =
-        admin(&h, reqwest::Method::POST, "/admin/keys/svc-a/rotate", None).await;
-    assert_eq!(status, 200);
-    let key2 = rotated["key"].as_str().unwrap().to_string();
+    let key2 = rotate_key(&h, "svc-a").await;
     assert_ne!(key1, key2);
     assert_eq!(chat_as(&h, &base, &key1).await, 401);
     assert_eq!(chat_as(&h, &base, &key2).await, 200);
@@ -130,26 +138,15 @@ async fn keys_are_issued_rotated_and_revoked_and_a_restarted_gateway_replays_the
 async fn an_issued_key_carries_its_rate_limits_across_rotation() {
     let h = Harness::start_with(&admin_config()).await;
     let base = h.url("");
-    let (status, issued) = admin(
+    let key = issue_key(
         &h,
-        reqwest::Method::POST,
-        "/admin/keys",
-        Some(json!({"key_id": "limited", "tenant": "t", "limits": {"rpm": 2}})),
+        json!({"key_id": "limited", "tenant": "t", "limits": {"rpm": 2}}),
     )
     .await;
-    assert_eq!(status, 201, "{issued}");
-    let key = issued["key"].as_str().unwrap().to_string();
     assert_eq!(chat_as(&h, &base, &key).await, 200);
     assert_eq!(chat_as(&h, &base, &key).await, 200);
     assert_eq!(chat_as(&h, &base, &key).await, 429);
-    let (_, rotated) = admin(
-        &h,
-        reqwest::Method::POST,
-        "/admin/keys/limited/rotate",
-        None,
-    )
-    .await;
-    let key2 = rotated["key"].as_str().unwrap().to_string();
+    let key2 = rotate_key(&h, "limited").await;
     // The same limits, fresh buckets.
     assert_eq!(chat_as(&h, &base, &key2).await, 200);
     assert_eq!(chat_as(&h, &base, &key2).await, 200);

@@ -5,7 +5,14 @@
 
 use crate::common;
 
-use common::{request_id, sse_payloads, Harness};
+use common::provider::{
+    assert_cache_usage, assert_chat_success, assert_mock_completion, assert_openai_stream,
+    assert_paris_weather_call, assert_stream_cut, assert_stream_error, assert_upstream_auth_failed,
+    assert_usd_cost, delta_text, finish_reasons, paris_and_rome_turns, read_ok, stream_chunks,
+    streamed_arguments, streamed_calls, tokens, upstream_keys, usage_chunks, weather_tools,
+    CACHE_DIRECTIVES, CACHE_USAGE, SONNET_CACHE_COST,
+};
+use common::{request_id, user, Harness};
 use serde_json::{json, Value};
 use tollgate_schemas::{Endpoint, Outcome, UsageSource, UsageVector};
 use tollgate_tests::mock_upstream::anthropic::SIGNATURE;
@@ -28,31 +35,6 @@ max_attempts = 1
 
 async fn harness() -> Harness {
     Harness::start_with(CONFIG).await
-}
-
-const TOOLS: &str = r#"[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]"#;
-
-fn tools() -> Value {
-    serde_json::from_str(TOOLS).unwrap()
-}
-
-fn chunks(body: &str) -> (Vec<Value>, Option<String>) {
-    let payloads = sse_payloads(body);
-    let last = payloads.last().cloned();
-    let chunks = payloads
-        .iter()
-        .filter(|p| *p != "[DONE]")
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
-    (chunks, last)
-}
-
-fn delta_text(chunks: &[Value], field: &str) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"][field].as_str())
-        .collect()
 }
 
 /// Anthropic SSE → (event name, data) pairs; checks each `event:` name matches its data's `type`.
@@ -85,17 +67,8 @@ async fn plain_chat_is_translated_signed_and_metered_with_cost() {
             {"role": "user", "content": "Say hello to the gateway"}],
             "stop": "END", "temperature": 1.5, "user": "alice"}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["object"], "chat.completion");
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "tok0 tok1 tok2 tok3 "
-    );
-    assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    assert_eq!(body["usage"]["prompt_tokens"], 5 + 3);
-    assert_eq!(body["usage"]["completion_tokens"], 4);
+    let (id, body) = read_ok(r).await;
+    assert_mock_completion(&body, 5 + 3);
 
     let sent = &h.mock.requests()[0];
     assert_eq!(sent.path, "/anthropic/v1/messages");
@@ -117,88 +90,39 @@ async fn plain_chat_is_translated_signed_and_metered_with_cost() {
     assert_eq!(sent.body["metadata"]["user_id"], "alice");
 
     let e = h.event(&id).await;
-    assert_eq!(
-        (e.provider.as_str(), e.provider_kind.as_str()),
-        ("claude", "anthropic")
-    );
-    assert_eq!(
-        (e.outcome, e.endpoint, e.usage_source),
-        (
-            Outcome::Success,
-            Endpoint::ChatCompletions,
-            UsageSource::Provider
-        )
-    );
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 8,
-            completion_tokens: 4,
-            ..UsageVector::default()
-        }
-    );
+    assert_chat_success(&e, "claude", "anthropic");
+    assert_eq!(e.usage, tokens(8, 4));
     // claude-sonnet-4-5 from the shipped table: $3 / $15 per Mtok → 8×3000 + 4×15000 nano-USD.
-    assert!(!e.cost.price_missing);
-    assert_eq!(
-        (e.cost.nanos, e.cost.currency.as_str()),
-        (8 * 3000 + 4 * 15000, "USD")
-    );
+    assert_usd_cost(&e, 8 * 3000 + 4 * 15000);
 }
 
 #[tokio::test]
 async fn cache_reads_and_writes_fold_into_prompt_tokens_and_are_priced_each() {
     let h = harness().await;
-    let directives =
-        "[mock:prompt_tokens=1000&cached_tokens=600&cache_write_tokens=100&completion_tokens=10]";
     let r = h
-        .chat(&json!({"model": "claude", "messages": [{"role": "user", "content": directives}]}))
+        .chat(&json!({"model": "claude", "messages": user(CACHE_DIRECTIVES)}))
         .await;
     let id = request_id(&r);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["usage"]["prompt_tokens"], 1000);
-    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 600);
-    assert_eq!(
-        body["usage"]["prompt_tokens_details"]["cache_write_tokens"],
-        100
-    );
-    assert_eq!(body["usage"]["total_tokens"], 1010);
+    assert_cache_usage(&body["usage"]);
     let e = h.event(&id).await;
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 1000,
-            completion_tokens: 10,
-            cached_read_tokens: 600,
-            cache_write_tokens: 100,
-            reasoning_tokens: 0
-        }
-    );
-    // 300 fresh × $3, 600 read × $0.30, 100 written × $3.75, 10 out × $15 (per Mtok).
-    assert_eq!(
-        e.cost.nanos,
-        300 * 3000 + 600 * 300 + 100 * 3750 + 10 * 15000
-    );
+    assert_eq!(e.usage, CACHE_USAGE);
+    // Each token class at its own price.
+    assert_eq!(e.cost.nanos, SONNET_CACHE_COST);
 
     // The same numbers streamed: message_start's input / cache counts plus message_delta's output.
     let r = h
         .chat(
             &json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
-        "messages": [{"role": "user", "content": directives}]}),
+        "messages": user(CACHE_DIRECTIVES)}),
         )
         .await;
     let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    let usage: Vec<&Value> = chunks
-        .iter()
-        .filter(|c| c.get("usage").is_some_and(|u| !u.is_null()))
-        .collect();
+    let usage = usage_chunks(&chunks);
     assert_eq!(usage.len(), 1);
-    assert_eq!(usage[0]["usage"]["prompt_tokens"], 1000);
-    assert_eq!(
-        usage[0]["usage"]["prompt_tokens_details"]["cache_write_tokens"],
-        100
-    );
+    assert_cache_usage(&usage[0]["usage"]);
     assert_eq!(h.wait_event(&id).await.usage.cache_write_tokens, 100);
 }
 
@@ -207,26 +131,11 @@ async fn stream_is_openai_sse_with_usage_only_when_asked() {
     let h = harness().await;
     for include_usage in [false, true] {
         let r = h.chat(&json!({"model": "claude", "stream": true, "stream_options": {"include_usage": include_usage},
-            "messages": [{"role": "user", "content": "a b c [mock:chunks=5]"}]})).await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "text/event-stream");
-        let id = request_id(&r);
-        let (chunks, last) = chunks(&r.text().await.unwrap());
-        assert_eq!(last.as_deref(), Some("[DONE]"));
-        assert!(chunks
-            .iter()
-            .all(|c| c["object"] == "chat.completion.chunk"));
-        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+            "messages": user("a b c [mock:chunks=5]")})).await;
+        let (id, chunks) = assert_openai_stream(r).await;
         assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 tok2 tok3 tok4 ");
-        let finish: Vec<&str> = chunks
-            .iter()
-            .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-            .collect();
-        assert_eq!(finish, ["stop"]);
-        let with_usage = chunks
-            .iter()
-            .filter(|c| c.get("usage").is_some_and(|u| !u.is_null()))
-            .count();
+        assert_eq!(finish_reasons(&chunks), ["stop"]);
+        let with_usage = usage_chunks(&chunks).len();
         assert_eq!(
             with_usage,
             usize::from(include_usage),
@@ -237,14 +146,7 @@ async fn stream_is_openai_sse_with_usage_only_when_asked() {
             (e.outcome, e.usage_source, e.stream),
             (Outcome::Success, UsageSource::Provider, true)
         );
-        assert_eq!(
-            e.usage,
-            UsageVector {
-                prompt_tokens: 4 + 3,
-                completion_tokens: 5,
-                ..UsageVector::default()
-            }
-        );
+        assert_eq!(e.usage, tokens(4 + 3, 5));
     }
     assert!(h
         .mock
@@ -257,39 +159,27 @@ async fn stream_is_openai_sse_with_usage_only_when_asked() {
 async fn recorded_fixture_streams_translate() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "claude", "stream": true, "tools": tools(),
-        "messages": [{"role": "user", "content": "[mock:fixture=tool_use_response]"}]}))
+        .chat(
+            &json!({"model": "claude", "stream": true, "tools": weather_tools(),
+        "messages": user("[mock:fixture=tool_use_response]")}),
+        )
         .await;
     let id = request_id(&r);
-    let (chunks, _) = chunks(&r.text().await.unwrap());
+    let (chunks, _) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(
         delta_text(&chunks, "content"),
         "I'll check the current weather in Paris for you."
     );
-    let args: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
-        .collect();
-    assert_eq!(
-        serde_json::from_str::<Value>(&args).unwrap(),
-        json!({"location": "Paris"})
-    );
+    assert_eq!(streamed_arguments(&chunks), json!({"location": "Paris"}));
     let e = h.wait_event(&id).await;
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 377,
-            completion_tokens: 65,
-            ..UsageVector::default()
-        }
-    );
+    assert_eq!(e.usage, tokens(377, 65));
 }
 
 #[tokio::test]
 async fn tool_calls_plain_and_streamed() {
     let h = harness().await;
-    let r = h.chat(&json!({"model": "claude", "tools": tools(), "tool_choice": "required", "parallel_tool_calls": false,
-        "messages": [{"role": "user", "content": "Weather in Paris?"}]})).await;
+    let r = h.chat(&json!({"model": "claude", "tools": weather_tools(), "tool_choice": "required", "parallel_tool_calls": false,
+        "messages": user("Weather in Paris?")})).await;
     let body: Value = r.json().await.unwrap();
     let choice = &body["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
@@ -299,11 +189,7 @@ async fn tool_calls_plain_and_streamed() {
         (call["id"].as_str(), call["type"].as_str()),
         (Some("toolu_mock_1"), Some("function"))
     );
-    assert_eq!(call["function"]["name"], "get_weather");
-    assert_eq!(
-        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
-        json!({"city": "Paris"})
-    );
+    assert_paris_weather_call(call);
     let sent = &h.mock.requests()[0].body;
     assert_eq!(sent["tools"][0]["name"], "get_weather");
     assert_eq!(
@@ -316,42 +202,27 @@ async fn tool_calls_plain_and_streamed() {
     );
 
     let r = h
-        .chat(&json!({"model": "claude", "tools": tools(), "stream": true,
-        "messages": [{"role": "user", "content": "Weather in Paris?"}]}))
+        .chat(
+            &json!({"model": "claude", "tools": weather_tools(), "stream": true,
+        "messages": user("Weather in Paris?")}),
+        )
         .await;
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    let calls: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
-        .collect();
+    let calls = streamed_calls(&chunks);
     assert_eq!(calls[0][0]["id"], "toolu_mock_1");
     assert_eq!(calls[0][0]["function"]["name"], "get_weather");
-    let args: String = calls
-        .iter()
-        .filter_map(|c| c[0]["function"]["arguments"].as_str())
-        .collect();
-    assert_eq!(
-        serde_json::from_str::<Value>(&args).unwrap(),
-        json!({"city": "Paris"})
-    );
-    let finish: Vec<&str> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["tool_calls"]);
+    assert_eq!(streamed_arguments(&chunks), json!({"city": "Paris"}));
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 }
 
 #[tokio::test]
 async fn multi_turn_parallel_tool_results_go_back_as_one_user_turn() {
     let h = harness().await;
-    let r = h.chat(&json!({"model": "claude", "tools": tools(), "messages": [
-        {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": null, "tool_calls": [
-            {"id": "toolu_p", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
-            {"id": "toolu_r", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
-        {"role": "tool", "tool_call_id": "toolu_p", "content": "18C"},
-        {"role": "tool", "tool_call_id": "toolu_r", "content": "21C"}]})).await;
+    let r = h
+        .chat(&json!({"model": "claude", "tools": weather_tools(),
+            "messages": paris_and_rome_turns(["toolu_p", "toolu_r"])}))
+        .await;
     // The mock refuses tool results that do not answer the previous turn's tool_use ids, as Anthropic does.
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -419,8 +290,8 @@ async fn thinking_is_exposed_and_its_signature_round_trips() {
     let thinking = json!({"type": "enabled", "budget_tokens": 1024});
     let r = h
         .chat(
-            &json!({"model": "claude", "tools": tools(), "thinking": thinking,
-        "messages": [{"role": "user", "content": "Weather in Paris?"}]}),
+            &json!({"model": "claude", "tools": weather_tools(), "thinking": thinking,
+        "messages": user("Weather in Paris?")}),
         )
         .await;
     let id = request_id(&r);
@@ -442,7 +313,7 @@ async fn thinking_is_exposed_and_its_signature_round_trips() {
     let call_id = message["tool_calls"][0]["id"].clone();
     let r = h
         .chat(
-            &json!({"model": "claude", "tools": tools(), "thinking": thinking, "messages": [
+            &json!({"model": "claude", "tools": weather_tools(), "thinking": thinking, "messages": [
         {"role": "user", "content": "Weather in Paris?"}, message,
         {"role": "tool", "tool_call_id": call_id, "content": "18C"}]}),
         )
@@ -463,10 +334,10 @@ async fn thinking_is_exposed_and_its_signature_round_trips() {
     let r = h
         .chat(
             &json!({"model": "claude", "thinking": thinking, "stream": true,
-        "messages": [{"role": "user", "content": "hi"}]}),
+        "messages": user("hi")}),
         )
         .await;
-    let (chunks, _) = chunks(&r.text().await.unwrap());
+    let (chunks, _) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(
         delta_text(&chunks, "reasoning_content"),
         "Mock reasoning about the question."
@@ -492,8 +363,7 @@ async fn client_errors_pass_through_without_retry() {
         (413, "request_too_large"),
     ] {
         let r = h
-            .chat(&json!({"model": "claude", "messages": [{"role": "user",
-            "content": format!("[mock:status={status}&message=nope+{status}]")}]}))
+            .chat(&json!({"model": "claude", "messages": user(&format!("[mock:status={status}&message=nope+{status}]"))}))
             .await;
         assert_eq!(r.status().as_u16(), status);
         let id = request_id(&r);
@@ -517,16 +387,7 @@ async fn upstream_401_is_502_and_hides_the_message() {
         "content": "[mock:status=401&message=invalid+x-api-key+sk-ant-a]"}]}),
         )
         .await;
-    assert_eq!(r.status(), 502);
-    let id = request_id(&r);
-    let text = r.text().await.unwrap();
-    assert!(!text.contains("sk-ant"), "{text}");
-    let body: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(body["error"]["code"], "upstream_auth_failed");
-    assert_eq!(
-        h.event(&id).await.error_code.as_deref(),
-        Some("upstream_auth_failed")
-    );
+    assert_upstream_auth_failed(&h, r, &["sk-ant"]).await;
 }
 
 #[tokio::test]
@@ -534,31 +395,32 @@ async fn rate_limit_429_and_overload_529_fail_over_to_the_other_key() {
     for (status, retry_after) in [(429, "&retry_after=3"), (529, "")] {
         let h = harness().await;
         let r = h
-            .chat(&json!({"model": "claude", "messages": [{"role": "user",
-            "content": format!("[mock:status={status}{retry_after}&only_key=sk-ant-a]")}]}))
+            .chat(&json!({"model": "claude", "messages": user(&format!("[mock:status={status}{retry_after}&only_key=sk-ant-a]"))}))
             .await;
         assert_eq!(r.status(), 200, "{status}");
         let id = request_id(&r);
-        let keys: Vec<String> = h
-            .mock
-            .requests()
-            .iter()
-            .map(|r| r.header("x-api-key").unwrap().to_string())
-            .collect();
-        assert_eq!(keys, ["sk-ant-a", "sk-ant-b"], "{status}");
+        assert_eq!(
+            upstream_keys(&h, "x-api-key"),
+            ["sk-ant-a", "sk-ant-b"],
+            "{status}"
+        );
         let e = h.event(&id).await;
         assert_eq!((e.attempts, e.outcome), (2, Outcome::Success), "{status}");
     }
     // With no other attempt allowed: 429 passes on with its retry-after, 529 is a 502.
     let h = harness().await;
-    let r = h.chat(&json!({"model": "claude-once", "messages": [{"role": "user", "content": "[mock:status=429&retry_after=7]"}]})).await;
+    let r = h
+        .chat(&json!({"model": "claude-once", "messages": user("[mock:status=429&retry_after=7]")}))
+        .await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["type"],
         "rate_limit_error"
     );
-    let r = h.chat(&json!({"model": "claude-once", "messages": [{"role": "user", "content": "[mock:status=529]"}]})).await;
+    let r = h
+        .chat(&json!({"model": "claude-once", "messages": user("[mock:status=529]")}))
+        .await;
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -575,21 +437,11 @@ async fn in_stream_error_event_becomes_an_error_chunk() {
     let h = harness().await;
     let r = h
         .chat(&json!({"model": "claude", "stream": true,
-        "messages": [{"role": "user", "content": "[mock:error_after=2]"}]}))
+        "messages": user("[mock:error_after=2]")}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
+    let (chunks, error) = assert_stream_error(&h, r, "overloaded_error").await;
     assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 ");
-    let errors: Vec<&Value> = chunks.iter().filter(|c| c.get("error").is_some()).collect();
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0]["error"]["type"], "overloaded_error");
-    let e = h.wait_event(&id).await;
-    assert_eq!(
-        (e.outcome, e.error_code.as_deref()),
-        (Outcome::UpstreamError, Some("overloaded_error"))
-    );
+    assert_eq!(error["error"]["type"], "overloaded_error");
 }
 
 #[tokio::test]
@@ -597,21 +449,10 @@ async fn a_stream_cut_before_message_stop_is_truncated_and_estimated() {
     let h = harness().await;
     let r = h
         .chat(&json!({"model": "claude", "stream": true,
-        "messages": [{"role": "user", "content": "[mock:cut_after=2]"}]}))
+        "messages": user("[mock:cut_after=2]")}))
         .await;
-    let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(chunks.last().unwrap()["error"]["code"], "stream_truncated");
-    let e = h.wait_event(&id).await;
-    assert_eq!(
-        (e.outcome, e.error_code.as_deref(), e.usage_source),
-        (
-            Outcome::UpstreamError,
-            Some("stream_truncated"),
-            UsageSource::Estimated
-        )
-    );
+    let (_, e) = assert_stream_cut(&h, r).await;
+    assert_eq!(e.usage_source, UsageSource::Estimated);
     assert!(e.usage.completion_tokens >= 2);
 }
 
@@ -634,12 +475,10 @@ async fn messages_to_an_openai_upstream_plain_stream_and_tools() {
     let r = messages(
         &h,
         &json!({"model": "gpt-4o-mini", "max_tokens": 64, "system": "Be brief.",
-        "messages": [{"role": "user", "content": "Say hello to the gateway"}]}),
+        "messages": user("Say hello to the gateway")}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(body["type"], "message");
     assert_eq!(body["role"], "assistant");
     assert_eq!(
@@ -667,7 +506,7 @@ async fn messages_to_an_openai_upstream_plain_stream_and_tools() {
     let r = messages(
         &h,
         &json!({"model": "gpt-4o-mini", "max_tokens": 64, "stream": true,
-        "messages": [{"role": "user", "content": "one two [mock:chunks=3]"}]}),
+        "messages": user("one two [mock:chunks=3]")}),
     )
     .await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
@@ -703,7 +542,7 @@ async fn messages_to_an_openai_upstream_plain_stream_and_tools() {
 
     let r = messages(&h, &json!({"model": "gpt-4o-mini", "max_tokens": 64,
         "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
-        "messages": [{"role": "user", "content": "Weather?"}]})).await;
+        "messages": user("Weather?")})).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["stop_reason"], "tool_use");
     assert_eq!(
@@ -725,9 +564,7 @@ async fn messages_to_an_anthropic_upstream_is_lossless() {
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi [mock:prompt_tokens=50&cached_tokens=30&cache_write_tokens=10]",
             "cache_control": {"type": "ephemeral"}}]}]});
     let r = messages(&h, &request).await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     // What the client wrote reaches Anthropic unchanged but for the model.
     let mut expected = request.clone();
     expected["model"] = json!("claude-sonnet-4-5");
@@ -765,8 +602,12 @@ async fn messages_to_an_anthropic_upstream_is_lossless() {
     assert_eq!(r.json::<Value>().await.unwrap()["stop_reason"], "end_turn");
 
     // Streamed, with thinking: the signature comes through as a signature_delta.
-    let r = messages(&h, &json!({"model": "claude", "max_tokens": 256, "stream": true,
-        "thinking": {"type": "enabled", "budget_tokens": 128}, "messages": [{"role": "user", "content": "hi"}]})).await;
+    let r = messages(
+        &h,
+        &json!({"model": "claude", "max_tokens": 256, "stream": true,
+        "thinking": {"type": "enabled", "budget_tokens": 128}, "messages": user("hi")}),
+    )
+    .await;
     let events = anthropic_events(&r.text().await.unwrap());
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"message_start"));
@@ -806,28 +647,28 @@ async fn messages_errors_have_anthropic_shape() {
     check(&r.json().await.unwrap(), "authentication_error");
     let r = messages(
         &h,
-        &json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        &json!({"model": "nope", "max_tokens": 5, "messages": user("x")}),
     )
     .await;
     assert_eq!(r.status(), 404);
     check(&r.json().await.unwrap(), "not_found_error");
-    let r = messages(
-        &h,
-        &json!({"model": "claude", "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
+    let r = messages(&h, &json!({"model": "claude", "messages": user("x")})).await;
     assert_eq!(r.status(), 400);
     check(&r.json().await.unwrap(), "invalid_request_error");
-    let r = messages(&h, &json!({"model": "claude-once", "max_tokens": 5, "messages": [{"role": "user", "content": "[mock:status=429&retry_after=4]"}]})).await;
+    let r = messages(&h, &json!({"model": "claude-once", "max_tokens": 5, "messages": user("[mock:status=429&retry_after=4]")})).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "4");
     assert!(r.headers().contains_key("x-request-id"));
     check(&r.json().await.unwrap(), "rate_limit_error");
-    let r = messages(&h, &json!({"model": "claude-once", "max_tokens": 5, "messages": [{"role": "user", "content": "[mock:status=529]"}]})).await;
+    let r = messages(
+        &h,
+        &json!({"model": "claude-once", "max_tokens": 5, "messages": user("[mock:status=529]")}),
+    )
+    .await;
     assert_eq!(r.status(), 502);
     check(&r.json().await.unwrap(), "api_error");
     // In a stream: the upstream's error event comes out as an Anthropic error event.
-    let r = messages(&h, &json!({"model": "claude", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "[mock:error_after=1]"}]})).await;
+    let r = messages(&h, &json!({"model": "claude", "max_tokens": 5, "stream": true, "messages": user("[mock:error_after=1]")})).await;
     let events = anthropic_events(&r.text().await.unwrap());
     let (name, data) = events.last().unwrap();
     assert_eq!(name, "error");

@@ -6,9 +6,13 @@
 
 use crate::common;
 
-use common::{request_id, sse_payloads, Harness};
+use common::provider::{
+    assert_stream_cut, assert_stream_error, assert_upstream_auth_failed, delta_text,
+    finish_reasons, read_ok, stream_chunks, tokens, upstream_keys, usage_chunks,
+};
+use common::{request_id, user, Harness};
 use serde_json::{json, Value};
-use tollgate_schemas::{Outcome, UsageSource, UsageVector};
+use tollgate_schemas::{Outcome, UsageSource};
 
 const CONFIG: &str = r#"
 [providers.az]
@@ -61,33 +65,13 @@ async fn harness() -> Harness {
     Harness::start_with(CONFIG).await
 }
 
-fn chunks(body: &str) -> (Vec<Value>, Option<String>) {
-    let payloads = sse_payloads(body);
-    let last = payloads.last().cloned();
-    let chunks = payloads
-        .iter()
-        .filter(|p| *p != "[DONE]")
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
-    (chunks, last)
-}
-
-fn delta_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
 #[tokio::test]
 async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the gateway"}]}))
+        .chat(&json!({"model": "gpt-4o", "messages": user("Say hello to the gateway")}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(
         body["choices"][0]["message"]["content"],
         "tok0 tok1 tok2 tok3 "
@@ -109,14 +93,7 @@ async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
         (e.provider.as_str(), e.provider_kind.as_str(), e.outcome),
         ("az", "azure", Outcome::Success)
     );
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 8,
-            completion_tokens: 4,
-            ..UsageVector::default()
-        }
-    );
+    assert_eq!(e.usage, tokens(8, 4));
     // The deployment `gpt-4o-2024-11-20` takes the azure `gpt-4o` seed row (a version tag): $2.50 / $10 per Mtok.
     assert!(!e.cost.price_missing);
     assert_eq!(e.cost.nanos, 8 * 2500 + 4 * 10_000);
@@ -126,15 +103,7 @@ async fn deployment_url_api_key_and_seed_price_by_deployment_name() {
 async fn the_clients_bytes_go_through_unchanged_when_nothing_needs_rewriting() {
     let h = harness().await;
     let raw = r#"{"model":"gpt-4o-2024-11-20","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"logit_bias":{"50256":-100}}"#;
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .bearer_auth(common::KEY)
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let r = h.chat_raw(raw).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         h.mock.requests()[0].raw,
@@ -147,7 +116,7 @@ async fn the_clients_bytes_go_through_unchanged_when_nothing_needs_rewriting() {
 async fn v1_api_names_the_deployment_in_the_body_and_prices_from_config() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "team-chat", "messages": [{"role": "user", "content": "hi"}]}))
+        .chat(&json!({"model": "team-chat", "messages": user("hi")}))
         .await;
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
@@ -180,7 +149,7 @@ async fn v1_api_names_the_deployment_in_the_body_and_prices_from_config() {
 async fn entra_tokens_go_as_bearer() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "entra", "messages": [{"role": "user", "content": "hi"}]}))
+        .chat(&json!({"model": "entra", "messages": user("hi")}))
         .await;
     assert_eq!(r.status(), 200);
     let sent = &h.mock.requests()[0];
@@ -200,22 +169,22 @@ async fn stream_quirks_pass_through_and_usage_is_metered() {
     let h = harness().await;
     let r = h
         .chat(&json!({"model": "gpt-4o", "stream": true,
-            "messages": [{"role": "user", "content": "count [mock:chunks=5]"}]}))
+            "messages": user("count [mock:chunks=5]")}))
         .await;
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
-    let (c, last) = chunks(&r.text().await.unwrap());
+    let (c, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
     // The empty first chunk, with prompt annotations, reaches the client as Azure sent it.
     assert_eq!(c[0]["choices"], json!([]));
     assert!(c[0]["prompt_filter_results"].is_array());
-    assert_eq!(delta_text(&c), "tok0 tok1 tok2 tok3 tok4 ");
+    assert_eq!(delta_text(&c, "content"), "tok0 tok1 tok2 tok3 tok4 ");
     assert!(c
         .iter()
         .filter(|c| c["choices"][0]["delta"]["content"].is_string())
         .all(|c| c["choices"][0]["content_filter_results"].is_object()));
     assert!(
-        c.iter().all(|c| c.get("usage").is_none_or(Value::is_null)),
+        usage_chunks(&c).is_empty(),
         "usage was asked upstream for metering, and stripped"
     );
     assert_eq!(
@@ -236,14 +205,11 @@ async fn stream_quirks_pass_through_and_usage_is_metered() {
     let r = h
         .chat(
             &json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
-            "messages": [{"role": "user", "content": "count"}]}),
+            "messages": user("count")}),
         )
         .await;
-    let (c, _) = chunks(&r.text().await.unwrap());
-    let usage: Vec<&Value> = c
-        .iter()
-        .filter(|c| c.get("usage").is_some_and(|u| !u.is_null()))
-        .collect();
+    let (c, _) = stream_chunks(&r.text().await.unwrap());
+    let usage = usage_chunks(&c);
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0]["choices"], json!([]));
     assert_eq!(usage[0]["usage"]["completion_tokens"], 4);
@@ -253,23 +219,19 @@ async fn stream_quirks_pass_through_and_usage_is_metered() {
 async fn output_filtering_is_a_content_filter_finish_not_an_error() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[mock:finish=content_filter]"}]}))
+        .chat(&json!({"model": "gpt-4o", "messages": user("[mock:finish=content_filter]")}))
         .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
     let r = h
         .chat(&json!({"model": "gpt-4o", "stream": true,
-            "messages": [{"role": "user", "content": "[mock:finish=content_filter]"}]}))
+            "messages": user("[mock:finish=content_filter]")}))
         .await;
     let id = request_id(&r);
-    let (c, last) = chunks(&r.text().await.unwrap());
+    let (c, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    let finish: Vec<&str> = c
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["content_filter"]);
+    assert_eq!(finish_reasons(&c), ["content_filter"]);
     assert_eq!(h.wait_event(&id).await.outcome, Outcome::Success);
 }
 
@@ -277,7 +239,9 @@ async fn output_filtering_is_a_content_filter_finish_not_an_error() {
 async fn a_filtered_prompt_is_a_400_that_is_not_retried() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[mock:status=400&code=content_filter]"}]}))
+        .chat(
+            &json!({"model": "gpt-4o", "messages": user("[mock:status=400&code=content_filter]")}),
+        )
         .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
@@ -293,25 +257,20 @@ async fn a_filtered_prompt_is_a_400_that_is_not_retried() {
 async fn rate_limits_with_retry_after_ms_fail_over_to_the_next_key() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "[mock:status=429&only_key=az-key-a]"}]}))
+        .chat(&json!({"model": "gpt-4o", "messages": user("[mock:status=429&only_key=az-key-a]")}))
         .await;
     assert_eq!(r.status(), 200);
-    let sent = h.mock.requests();
-    assert_eq!(sent.len(), 2);
-    assert_eq!(
-        (sent[0].header("api-key"), sent[1].header("api-key")),
-        (Some("az-key-a"), Some("az-key-b"))
-    );
+    assert_eq!(upstream_keys(&h, "api-key"), ["az-key-a", "az-key-b"]);
     // Key a now rests (its 429's retry-after-ms is the cooldown hint): the next request goes to key b.
     let r = h
-        .chat(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "again"}]}))
+        .chat(&json!({"model": "gpt-4o", "messages": user("again")}))
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(h.mock.requests()[2].header("api-key"), Some("az-key-b"));
 
     // Every key limited: the client gets the 429 and Azure's retry-after.
     let r = h
-        .chat(&json!({"model": "gpt-4o-once", "messages": [{"role": "user", "content": "[mock:status=429&retry_after=3]"}]}))
+        .chat(&json!({"model": "gpt-4o-once", "messages": user("[mock:status=429&retry_after=3]")}))
         .await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "3");
@@ -321,12 +280,9 @@ async fn rate_limits_with_retry_after_ms_fail_over_to_the_next_key() {
 async fn upstream_401_is_502_and_hides_the_message() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "gpt-4o-once", "messages": [{"role": "user", "content": "[mock:status=401&message=bad+key+az-key-a]"}]}))
+        .chat(&json!({"model": "gpt-4o-once", "messages": user("[mock:status=401&message=bad+key+az-key-a]")}))
         .await;
-    assert_eq!(r.status(), 502);
-    let text = r.text().await.unwrap();
-    assert!(text.contains("upstream_auth_failed"));
-    assert!(!text.contains("az-key-a"));
+    assert_upstream_auth_failed(&h, r, &["az-key-a"]).await;
 }
 
 #[tokio::test]
@@ -335,16 +291,16 @@ async fn tools_and_multi_turn_pass_through() {
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
     let r = h
-        .chat(&json!({"model": "gpt-4o", "tools": tools, "messages": [{"role": "user", "content": "Weather?"}]}))
+        .chat(&json!({"model": "gpt-4o", "tools": tools, "messages": user("Weather?")}))
         .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
     let call = body["choices"][0]["message"]["tool_calls"][0].clone();
     let r = h
         .chat(&json!({"model": "gpt-4o", "stream": true, "tools": tools,
-            "messages": [{"role": "user", "content": "Weather?"}]}))
+            "messages": user("Weather?")}))
         .await;
-    let (c, _) = chunks(&r.text().await.unwrap());
+    let (c, _) = stream_chunks(&r.text().await.unwrap());
     let args: String = c
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
@@ -366,29 +322,16 @@ async fn in_stream_error_and_cut_stream() {
     let h = harness().await;
     let r = h
         .chat(&json!({"model": "gpt-4o", "stream": true,
-            "messages": [{"role": "user", "content": "[mock:error_after=2]"}]}))
+            "messages": user("[mock:error_after=2]")}))
         .await;
-    let id = request_id(&r);
-    let (c, last) = chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(delta_text(&c), "tok0 tok1 ");
-    assert_eq!(c.last().unwrap()["error"]["code"], "mock_stream_error");
-    let e = h.wait_event(&id).await;
-    assert_eq!(
-        (e.outcome, e.error_code.as_deref()),
-        (Outcome::UpstreamError, Some("mock_stream_error"))
-    );
+    let (c, error) = assert_stream_error(&h, r, "mock_stream_error").await;
+    assert_eq!(delta_text(&c, "content"), "tok0 tok1 ");
+    assert_eq!(error["error"]["code"], "mock_stream_error");
 
     let r = h
         .chat(&json!({"model": "gpt-4o", "stream": true,
-            "messages": [{"role": "user", "content": "[mock:cut_after=2]"}]}))
+            "messages": user("[mock:cut_after=2]")}))
         .await;
-    let id = request_id(&r);
-    let (c, _) = chunks(&r.text().await.unwrap());
-    assert_eq!(c.last().unwrap()["error"]["code"], "stream_truncated");
-    let e = h.wait_event(&id).await;
-    assert_eq!(
-        (e.error_code.as_deref(), e.usage_source),
-        (Some("stream_truncated"), UsageSource::Estimated)
-    );
+    let (_, e) = assert_stream_cut(&h, r).await;
+    assert_eq!(e.usage_source, UsageSource::Estimated);
 }

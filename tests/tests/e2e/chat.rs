@@ -419,15 +419,7 @@ async fn a_request_that_needs_no_change_reaches_the_upstream_byte_for_byte() {
     let h = Harness::start().await;
     // Odd spacing and key order survive: the gateway forwards the client's bytes.
     let raw = "{ \"messages\" : [{\"role\":\"user\",\"content\":\"hi\"}],\n  \"model\":\"gpt-4o-mini\", \"temperature\": 0.5 }";
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .bearer_auth(common::KEY)
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let r = h.chat_raw(raw).await;
     assert_eq!(r.status(), 200);
     assert_eq!(h.mock.requests()[0].raw, raw);
     // A stream needs `stream_options` added: that one is rewritten.

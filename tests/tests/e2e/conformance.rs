@@ -11,7 +11,8 @@ use crate::common;
 
 use std::fmt::Write as _;
 
-use common::{request_id, sse_payloads, Harness};
+use common::provider::{delta_text, error_chunks, weather_tool_turns, weather_tools};
+use common::{request_id, sse_payloads, user, Harness};
 use serde_json::{json, Value};
 use tollgate_schemas::{Outcome, UsageEvent, UsageSource};
 use tollgate_tests::mock_upstream::bedrock::{ACCESS_KEY_ID, SECRET_ACCESS_KEY};
@@ -440,17 +441,6 @@ macro_rules! ensure {
     };
 }
 
-const TOOLS: &str = r#"[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]"#;
-
-fn tools() -> Value {
-    serde_json::from_str(TOOLS).expect("tools")
-}
-
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
 async fn json_of(r: reqwest::Response) -> Result<(u16, Value, String), String> {
     let status = r.status().as_u16();
     let text = r.text().await.map_err(|e| format!("body: {e}"))?;
@@ -493,17 +483,6 @@ async fn stream_of(r: reqwest::Response) -> Result<Streamed, String> {
         done_last,
         raw,
     })
-}
-
-fn delta_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
-fn error_chunks(chunks: &[Value]) -> Vec<&Value> {
-    chunks.iter().filter(|c| c.get("error").is_some()).collect()
 }
 
 /// An OpenAI-shaped error body.
@@ -613,7 +592,7 @@ async fn run(h: &Harness, p: &Provider, case: Case) -> Check {
             ensure!(s.done_last, "does not end with [DONE]: {}", s.raw);
             ensure!(error_chunks(&s.chunks).is_empty(), "error chunk: {}", s.raw);
             ensure!(
-                !delta_text(&s.chunks).trim().is_empty(),
+                !delta_text(&s.chunks, "content").trim().is_empty(),
                 "no content deltas: {}",
                 s.raw
             );
@@ -635,7 +614,7 @@ async fn run(h: &Harness, p: &Provider, case: Case) -> Check {
         Case::Tools => {
             let r = h
                 .chat(
-                    &json!({"model": id, "messages": user("Weather in Paris?"), "tools": tools()}),
+                    &json!({"model": id, "messages": user("Weather in Paris?"), "tools": weather_tools()}),
                 )
                 .await;
             let rid = request_id(&r);
@@ -664,7 +643,7 @@ async fn run(h: &Harness, p: &Provider, case: Case) -> Check {
         Case::ToolsStream => {
             let r = h
                 .chat(
-                    &json!({"model": id, "messages": user("Weather in Paris?"), "tools": tools(),
+                    &json!({"model": id, "messages": user("Weather in Paris?"), "tools": weather_tools(),
                     "stream": true}),
                 )
                 .await;
@@ -701,11 +680,8 @@ async fn run(h: &Harness, p: &Provider, case: Case) -> Check {
         Case::ToolResults => {
             let before = h.mock.requests().len();
             let r = h
-                .chat(&json!({"model": id, "tools": tools(), "messages": [
-                    {"role": "user", "content": "Weather in Paris?"},
-                    {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-                    {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}]}))
+                .chat(&json!({"model": id, "tools": weather_tools(),
+                    "messages": weather_tool_turns("sunny, 21C")}))
                 .await;
             let (status, body, _) = json_of(r).await?;
             ensure!(status == 200, "status {status}: {body}");
@@ -915,7 +891,7 @@ async fn run(h: &Harness, p: &Provider, case: Case) -> Check {
             let s = stream_of(r).await?;
             ensure!(s.done_last, "does not end with [DONE]: {}", s.raw);
             ensure!(
-                !delta_text(&s.chunks).is_empty(),
+                !delta_text(&s.chunks, "content").is_empty(),
                 "no content before the failure: {}",
                 s.raw
             );

@@ -143,8 +143,20 @@ fn vectors(body: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn mock_vector(text: &str, dims: usize) -> Vec<f32> {
-    fake_vector(text, dims)
+/// What the mock answers for each of `texts` at `dims` dimensions, in order.
+fn mock_vectors<T: AsRef<str>>(texts: &[T], dims: usize) -> Vec<Vec<f32>> {
+    texts
+        .iter()
+        .map(|t| fake_vector(t.as_ref(), dims))
+        .collect()
+}
+
+/// An embeddings call that must succeed: its request id and its JSON body.
+async fn embed_ok(h: &Harness, body: &Value) -> (String, Value) {
+    let r = embed(h, body).await;
+    assert_eq!(r.status(), 200, "{body}");
+    let id = request_id(&r);
+    (id, r.json().await.unwrap())
 }
 
 /// The gateway's prompt estimate for a request body: a third of its bytes, rounded up.
@@ -160,11 +172,8 @@ async fn gemini_embeds_one_text_and_estimates_usage_the_api_does_not_report() {
     let h = harness().await;
     let request =
         json!({"model": "gemini-embed", "input": "hello embedding world", "user": "alice"});
-    let r = embed(&h, &request).await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(vectors(&body), [mock_vector("hello embedding world", 8)]);
+    let (id, body) = embed_ok(&h, &request).await;
+    assert_eq!(vectors(&body), mock_vectors(&["hello embedding world"], 8));
     assert_eq!(body["model"], "gemini-embedding-001");
     let tokens = estimate(&request);
     assert_eq!(
@@ -212,16 +221,8 @@ async fn gemini_embeds_one_text_and_estimates_usage_the_api_does_not_report() {
 async fn gemini_arrays_keep_their_order_and_take_dimensions_and_reported_usage() {
     let h = harness().await;
     let texts = ["one [mock:prompt_tokens=42]", "two", "three"];
-    let r = embed(
-        &h,
-        &json!({"model": "gemini-embed", "input": texts, "dimensions": 16, "task_type": "RETRIEVAL_DOCUMENT"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    let expected: Vec<Vec<f32>> = texts.iter().map(|t| mock_vector(t, 16)).collect();
-    assert_eq!(vectors(&body), expected);
+    let (id, body) = embed_ok(&h, &json!({"model": "gemini-embed", "input": texts, "dimensions": 16, "task_type": "RETRIEVAL_DOCUMENT"})).await;
+    assert_eq!(vectors(&body), mock_vectors(&texts, 16));
     assert_eq!(body["usage"]["prompt_tokens"], 42);
     let sent = &h.mock.requests()[0];
     let requests = sent.body["requests"].as_array().unwrap();
@@ -278,12 +279,8 @@ async fn base64_vectors_are_little_endian_f32_as_openai_sends_them() {
 async fn inputs_beyond_a_gemini_batch_become_concurrent_calls_joined_in_order() {
     let h = harness().await;
     let texts: Vec<String> = (0..150).map(|i| format!("text number {i}")).collect();
-    let r = embed(&h, &json!({"model": "gemini-embed", "input": texts})).await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    let expected: Vec<Vec<f32>> = texts.iter().map(|t| mock_vector(t, 8)).collect();
-    assert_eq!(vectors(&body), expected);
+    let (id, body) = embed_ok(&h, &json!({"model": "gemini-embed", "input": texts})).await;
+    assert_eq!(vectors(&body), mock_vectors(&texts, 8));
     let mut sizes: Vec<usize> = h
         .mock
         .requests()
@@ -301,18 +298,12 @@ async fn inputs_beyond_a_gemini_batch_become_concurrent_calls_joined_in_order() 
 #[tokio::test]
 async fn vertex_predicts_with_its_token_and_sums_token_counts() {
     let h = harness().await;
-    let r = embed(
+    let (id, body) = embed_ok(
         &h,
         &json!({"model": "vertex-embed", "input": ["a b c", "d e"], "dimensions": 32}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(
-        vectors(&body),
-        [mock_vector("a b c", 32), mock_vector("d e", 32)]
-    );
+    assert_eq!(vectors(&body), mock_vectors(&["a b c", "d e"], 32));
     assert_eq!(body["model"], "text-embedding-005");
     assert_eq!(
         body["usage"],
@@ -348,22 +339,12 @@ async fn vertex_predicts_with_its_token_and_sums_token_counts() {
 #[tokio::test]
 async fn vertex_gemini_embedding_takes_one_instance_per_call() {
     let h = harness().await;
-    let r = embed(
+    let (id, body) = embed_ok(
         &h,
         &json!({"model": "vertex-gemini-embed", "input": ["x y", "z", "w v u"]}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(
-        vectors(&body),
-        [
-            mock_vector("x y", 8),
-            mock_vector("z", 8),
-            mock_vector("w v u", 8)
-        ]
-    );
+    assert_eq!(vectors(&body), mock_vectors(&["x y", "z", "w v u"], 8));
     let calls = h
         .mock
         .requests()
@@ -381,16 +362,12 @@ async fn vertex_gemini_embedding_takes_one_instance_per_call() {
 async fn bedrock_titan_sends_one_signed_call_per_text_and_sums_usage() {
     let h = harness().await;
     let texts = ["alpha beta", "gamma", "delta epsilon zeta"];
-    let r = embed(
+    let (id, body) = embed_ok(
         &h,
         &json!({"model": "titan", "input": texts, "dimensions": 256}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    let expected: Vec<Vec<f32>> = texts.iter().map(|t| mock_vector(t, 256)).collect();
-    assert_eq!(vectors(&body), expected);
+    assert_eq!(vectors(&body), mock_vectors(&texts, 256));
     assert_eq!(body["usage"]["prompt_tokens"], 6);
     let sent = h.mock.requests();
     assert_eq!(sent.len(), 3);
@@ -428,22 +405,19 @@ async fn bedrock_titan_sends_one_signed_call_per_text_and_sums_usage() {
     // A single string is one call.
     let r = embed(&h, &json!({"model": "titan", "input": "just one"})).await;
     let body: Value = r.json().await.unwrap();
-    assert_eq!(vectors(&body), [mock_vector("just one", 8)]);
+    assert_eq!(vectors(&body), mock_vectors(&["just one"], 8));
     assert_eq!(h.mock.requests().len(), 4);
 }
 
 #[tokio::test]
 async fn bedrock_cohere_batches_texts_and_reads_the_token_header() {
     let h = harness().await;
-    let r = embed(
+    let (id, body) = embed_ok(
         &h,
         &json!({"model": "cohere", "input": ["a b", "c"], "input_type": "search_query"}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(vectors(&body), [mock_vector("a b", 8), mock_vector("c", 8)]);
+    assert_eq!(vectors(&body), mock_vectors(&["a b", "c"], 8));
     let sent = h.mock.requests();
     assert_eq!(sent.len(), 1);
     assert_eq!(
@@ -472,15 +446,8 @@ async fn upstream_429_and_5xx_fail_over_for_every_kind() {
         ("vertex-unavailable-then-gemini", "vtx", "gem"),
         ("titan-throttled-then-key", "aws", "aws-key"),
     ] {
-        let r = embed(&h, &json!({"model": model, "input": ["a b", "c"]})).await;
-        assert_eq!(r.status(), 200, "{model}");
-        let id = request_id(&r);
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(
-            vectors(&body),
-            [mock_vector("a b", 8), mock_vector("c", 8)],
-            "{model}"
-        );
+        let (id, body) = embed_ok(&h, &json!({"model": model, "input": ["a b", "c"]})).await;
+        assert_eq!(vectors(&body), mock_vectors(&["a b", "c"], 8), "{model}");
         let e = h.event(&id).await;
         assert_eq!(
             (e.attempts, e.provider.as_str(), e.outcome),
@@ -499,16 +466,12 @@ async fn a_throttled_call_among_several_fails_the_attempt_over_and_what_was_bill
         &format!("three [mock:status=429&only_key={ACCESS_KEY_ID}]"),
         "four five six",
     ];
-    let r = embed(
+    let (id, body) = embed_ok(
         &h,
         &json!({"model": "titan-sigv4-then-key", "input": texts}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    let expected: Vec<Vec<f32>> = texts.iter().map(|t| mock_vector(t, 8)).collect();
-    assert_eq!(vectors(&body), expected);
+    assert_eq!(vectors(&body), mock_vectors(&texts, 8));
     // The answer reports the successful attempt's tokens (2 + 2 + 3)…
     assert_eq!(body["usage"]["prompt_tokens"], 7);
     assert_eq!(h.mock.requests().len(), 6);

@@ -7,7 +7,13 @@
 
 use crate::common;
 
-use common::{request_id, sse_payloads, Harness};
+use common::provider::{
+    assert_chat_success, assert_mock_completion, assert_openai_stream, assert_paris_weather_call,
+    assert_stream_cut, assert_stream_error, assert_upstream_auth_failed, assert_usd_cost,
+    delta_text, finish_reasons, read_ok, stream_chunks, streamed_calls, tokens, upstream_keys,
+    usage_chunks, weather_tools, CACHE_DIRECTIVES, CACHE_USAGE, SONNET_CACHE_COST,
+};
+use common::{request_id, user, Harness};
 use serde_json::{json, Value};
 use tollgate_schemas::{Endpoint, Outcome, UsageSource, UsageVector};
 use tollgate_tests::mock_upstream::gemini::SIGNATURE;
@@ -83,44 +89,12 @@ async fn harness() -> Harness {
     Harness::start_with(CONFIG).await
 }
 
-const TOOLS: &str = r#"[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false}}}]"#;
-
+/// [`weather_tools`] with `additionalProperties: false`, which Gemini's schema subset refuses: the gateway
+/// drops it (see `tool_calls_plain_and_streamed`).
 fn tools() -> Value {
-    serde_json::from_str(TOOLS).unwrap()
-}
-
-fn chunks(body: &str) -> (Vec<Value>, Option<String>) {
-    let payloads = sse_payloads(body);
-    let last = payloads.last().cloned();
-    let chunks = payloads
-        .iter()
-        .filter(|p| *p != "[DONE]")
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
-    (chunks, last)
-}
-
-fn delta_text(chunks: &[Value], field: &str) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"][field].as_str())
-        .collect()
-}
-
-fn finishes(chunks: &[Value]) -> Vec<String> {
-    chunks
-        .iter()
-        .filter_map(|c| {
-            c["choices"][0]["finish_reason"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
+    let mut tools = weather_tools();
+    tools[0]["function"]["parameters"]["additionalProperties"] = json!(false);
+    tools
 }
 
 // ---- OpenAI client → Gemini API ---------------------------------------------------------------------------
@@ -134,19 +108,10 @@ async fn plain_chat_is_translated_signed_and_metered_with_cost() {
             {"role": "user", "content": "Say hello to the gateway"}],
             "stop": "END", "temperature": 0.5, "max_tokens": 64, "user": "alice"}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["object"], "chat.completion");
+    let (id, body) = read_ok(r).await;
     assert_eq!(body["model"], "gemini-2.5-flash");
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "tok0 tok1 tok2 tok3 "
-    );
-    assert_eq!(body["choices"][0]["finish_reason"], "stop");
     // The mock counts the words of `contents` (5) + 3.
-    assert_eq!(body["usage"]["prompt_tokens"], 5 + 3);
-    assert_eq!(body["usage"]["completion_tokens"], 4);
+    assert_mock_completion(&body, 5 + 3);
 
     let sent = &h.mock.requests()[0];
     assert_eq!(
@@ -163,25 +128,10 @@ async fn plain_chat_is_translated_signed_and_metered_with_cost() {
             "generationConfig": {"maxOutputTokens": 64, "temperature": 0.5, "stopSequences": ["END"]}})
     );
     let e = h.event(&id).await;
-    assert_eq!(
-        (
-            e.provider.as_str(),
-            e.provider_kind.as_str(),
-            e.upstream_model.as_str()
-        ),
-        ("gem", "gemini", "gemini-2.5-flash")
-    );
-    assert_eq!(
-        (e.outcome, e.endpoint, e.usage_source),
-        (
-            Outcome::Success,
-            Endpoint::ChatCompletions,
-            UsageSource::Provider
-        )
-    );
+    assert_chat_success(&e, "gem", "gemini");
+    assert_eq!(e.upstream_model, "gemini-2.5-flash");
     // gemini-2.5-flash from the shipped table: $0.30 in / $2.50 out per Mtok.
-    assert!(!e.cost.price_missing);
-    assert_eq!(e.cost.nanos, 8 * 300 + 4 * 2500);
+    assert_usd_cost(&e, 8 * 300 + 4 * 2500);
 }
 
 #[tokio::test]
@@ -223,13 +173,13 @@ async fn cached_and_thought_tokens_fold_into_usage_and_are_priced() {
         )
         .await;
     let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
     assert_eq!(
         delta_text(&chunks, "reasoning_content"),
         "Mock thoughts about the question."
     );
-    let usage: Vec<&Value> = chunks.iter().filter(|c| c["usage"].is_object()).collect();
+    let usage = usage_chunks(&chunks);
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0]["usage"]["completion_tokens"], 30);
     assert_eq!(h.wait_event(&id).await.usage, expected);
@@ -243,32 +193,16 @@ async fn stream_is_openai_sse_with_usage_only_when_asked() {
             .chat(&json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": include_usage},
                 "messages": user("a b c [mock:chunks=5]")}))
             .await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "text/event-stream");
-        let id = request_id(&r);
-        let (chunks, last) = chunks(&r.text().await.unwrap());
-        assert_eq!(last.as_deref(), Some("[DONE]"));
-        assert!(chunks
-            .iter()
-            .all(|c| c["object"] == "chat.completion.chunk"));
-        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let (id, chunks) = assert_openai_stream(r).await;
         assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 tok2 tok3 tok4 ");
-        assert_eq!(finishes(&chunks), ["stop"]);
-        let with_usage = chunks.iter().filter(|c| c["usage"].is_object()).count();
-        assert_eq!(with_usage, usize::from(include_usage));
+        assert_eq!(finish_reasons(&chunks), ["stop"]);
+        assert_eq!(usage_chunks(&chunks).len(), usize::from(include_usage));
         let e = h.wait_event(&id).await;
         assert_eq!(
             (e.outcome, e.usage_source, e.stream),
             (Outcome::Success, UsageSource::Provider, true)
         );
-        assert_eq!(
-            e.usage,
-            UsageVector {
-                prompt_tokens: 4 + 3,
-                completion_tokens: 5,
-                ..UsageVector::default()
-            }
-        );
+        assert_eq!(e.usage, tokens(4 + 3, 5));
     }
     assert!(h
         .mock
@@ -285,21 +219,14 @@ async fn recorded_fixture_streams_translate() {
             "messages": user("[mock:fixture=googleai/streaming-success-basic-reply-short]")}))
         .await;
     let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
     assert_eq!(
         delta_text(&chunks, "content"),
         "The capital of Wyoming is **Cheyenne**.\n"
     );
     let e = h.wait_event(&id).await;
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 7,
-            completion_tokens: 10,
-            ..UsageVector::default()
-        }
-    );
+    assert_eq!(e.usage, tokens(7, 10));
     // A plain answer from a recorded body: the prompt blocked with no candidates.
     let r = h
         .chat(&json!({"model": "gemini", "messages": user("[mock:fixture=googleai/unary-failure-only-prompt-feedback]")}))
@@ -329,11 +256,7 @@ async fn tool_calls_plain_and_streamed() {
         call["id"].as_str().unwrap().starts_with("call_"),
         "a made-up id: {call}"
     );
-    assert_eq!(call["function"]["name"], "get_weather");
-    assert_eq!(
-        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
-        json!({"city": "Paris"})
-    );
+    assert_paris_weather_call(call);
     let sent = &h.mock.requests()[0].body;
     assert_eq!(
         sent["tools"],
@@ -348,17 +271,14 @@ async fn tool_calls_plain_and_streamed() {
     let r = h
         .chat(&json!({"model": "gemini", "tools": tools(), "stream": true, "messages": user("Weather in Paris?")}))
         .await;
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    let calls: Vec<&Value> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
-        .collect();
+    let calls = streamed_calls(&chunks);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0][0]["index"], 0);
     assert_eq!(calls[0][0]["function"]["name"], "get_weather");
     assert_eq!(calls[0][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
-    assert_eq!(finishes(&chunks), ["tool_calls"]);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 }
 
 #[tokio::test]
@@ -492,13 +412,7 @@ async fn rate_limit_with_retry_info_fails_over_and_cools_the_key() {
         .await;
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
-    let keys: Vec<String> = h
-        .mock
-        .requests()
-        .iter()
-        .map(|r| r.header("x-goog-api-key").unwrap().to_string())
-        .collect();
-    assert_eq!(keys, ["AIza-a", "AIza-b"]);
+    assert_eq!(upstream_keys(&h, "x-goog-api-key"), ["AIza-a", "AIza-b"]);
     assert_eq!(h.event(&id).await.attempts, 2);
 
     // With no other attempt allowed: the 429 passes on, RetryInfo's 1.5s as retry-after 2.
@@ -578,19 +492,7 @@ async fn refused_gemini_keys_are_502_upstream_auth_failed() {
         let r = h
             .chat(&json!({"model": model, "messages": user(content)}))
             .await;
-        assert_eq!(r.status(), 502, "{model}");
-        let id = request_id(&r);
-        let text = r.text().await.unwrap();
-        assert!(
-            !text.contains("AIza") && !text.contains("invalid-key"),
-            "{text}"
-        );
-        let body: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(body["error"]["code"], "upstream_auth_failed");
-        assert_eq!(
-            h.event(&id).await.error_code.as_deref(),
-            Some("upstream_auth_failed")
-        );
+        assert_upstream_auth_failed(&h, r, &["AIza", "invalid-key"]).await;
     }
 }
 
@@ -603,20 +505,9 @@ async fn in_stream_error_becomes_an_error_chunk() {
                 &json!({"model": model, "stream": true, "messages": user("[mock:error_after=2]")}),
             )
             .await;
-        assert_eq!(r.status(), 200);
-        let id = request_id(&r);
-        let (chunks, last) = chunks(&r.text().await.unwrap());
-        assert_eq!(last.as_deref(), Some("[DONE]"));
-        assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 ");
-        let errors: Vec<&Value> = chunks.iter().filter(|c| c.get("error").is_some()).collect();
-        assert_eq!(errors.len(), 1, "{model}");
-        assert_eq!(errors[0]["error"]["code"], "UNAVAILABLE");
-        let e = h.wait_event(&id).await;
-        assert_eq!(
-            (e.outcome, e.error_code.as_deref()),
-            (Outcome::UpstreamError, Some("UNAVAILABLE")),
-            "{model}"
-        );
+        let (chunks, error) = assert_stream_error(&h, r, "UNAVAILABLE").await;
+        assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 ", "{model}");
+        assert_eq!(error["error"]["code"], "UNAVAILABLE", "{model}");
     }
 }
 
@@ -626,19 +517,8 @@ async fn a_stream_cut_before_its_finish_reason_is_truncated_and_estimated() {
     let r = h
         .chat(&json!({"model": "gemini", "stream": true, "messages": user("[mock:cut_after=2]")}))
         .await;
-    let id = request_id(&r);
-    let (chunks, last) = chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(chunks.last().unwrap()["error"]["code"], "stream_truncated");
-    let e = h.wait_event(&id).await;
-    assert_eq!(
-        (e.outcome, e.error_code.as_deref(), e.usage_source),
-        (
-            Outcome::UpstreamError,
-            Some("stream_truncated"),
-            UsageSource::Estimated
-        )
-    );
+    let (_, e) = assert_stream_cut(&h, r).await;
+    assert_eq!(e.usage_source, UsageSource::Estimated);
     assert!(e.usage.completion_tokens >= 2);
 }
 
@@ -675,8 +555,7 @@ async fn vertex_gemini_with_a_cached_service_account_token() {
             }
         );
         // Vertex rows of the shipped table: Google's list prices for gemini-2.5-flash.
-        assert!(!e.cost.price_missing);
-        assert_eq!(e.cost.nanos, 60 * 300 + 40 * 30 + 11 * 2500);
+        assert_usd_cost(&e, 60 * 300 + 40 * 30 + 11 * 2500);
     }
     let sent = h.mock.requests();
     assert_eq!(
@@ -766,18 +645,7 @@ async fn a_refused_service_account_is_502_upstream_auth_failed() {
     let r = h
         .chat(&json!({"model": "vertex-refused", "messages": user("hi")}))
         .await;
-    assert_eq!(r.status(), 502);
-    let id = request_id(&r);
-    let text = r.text().await.unwrap();
-    assert!(!text.contains("PRIVATE KEY"), "{text}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap()["error"]["code"],
-        "upstream_auth_failed"
-    );
-    assert_eq!(
-        h.event(&id).await.error_code.as_deref(),
-        Some("upstream_auth_failed")
-    );
+    assert_upstream_auth_failed(&h, r, &["PRIVATE KEY"]).await;
     assert!(
         h.mock
             .requests()
@@ -823,13 +691,13 @@ async fn vertex_errors_rate_limits_and_server_errors() {
 async fn vertex_claude_plain_stream_tools_and_messages() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "vertex-claude", "max_tokens": 100, "messages": [
+        .chat(
+            &json!({"model": "vertex-claude", "max_tokens": 100, "messages": [
             {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "hi [mock:prompt_tokens=1000&cached_tokens=600&cache_write_tokens=100&completion_tokens=10]"}]}))
+            {"role": "user", "content": format!("hi {CACHE_DIRECTIVES}")}]}),
+        )
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(
         body["choices"][0]["message"]["content"],
         "tok0 tok1 tok2 tok3 "
@@ -846,30 +714,17 @@ async fn vertex_claude_plain_stream_tools_and_messages() {
     assert_eq!(sent.body["system"], "Be brief.");
     assert_eq!(sent.body["max_tokens"], 100);
     let e = h.event(&id).await;
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 1000,
-            completion_tokens: 10,
-            cached_read_tokens: 600,
-            cache_write_tokens: 100,
-            reasoning_tokens: 0
-        }
-    );
+    assert_eq!(e.usage, CACHE_USAGE);
     // Vertex rows of the shipped table: Anthropic's list prices for claude-sonnet-4-5 (the @version matches).
-    assert!(!e.cost.price_missing);
-    assert_eq!(
-        e.cost.nanos,
-        300 * 3000 + 600 * 300 + 100 * 3750 + 10 * 15000
-    );
+    assert_usd_cost(&e, SONNET_CACHE_COST);
 
     let r = h
         .chat(&json!({"model": "vertex-claude", "stream": true, "stream_options": {"include_usage": true},
             "tools": tools(), "messages": user("Weather in Paris?")}))
         .await;
-    let (chunks, last) = chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(finishes(&chunks), ["tool_calls"]);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
     assert_eq!(
         h.mock.requests()[1].path,
         format!("{VERTEX_PREFIX}/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict")
@@ -910,6 +765,14 @@ async fn generate(h: &Harness, model_method: &str, body: &Value) -> reqwest::Res
         .unwrap()
 }
 
+/// The text of the events' first part, joined.
+fn gemini_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect()
+}
+
 /// Gemini SSE → the events' JSON.
 fn gemini_events(body: &str) -> Vec<Value> {
     body.split("\r\n\r\n")
@@ -926,9 +789,7 @@ async fn generate_content_to_a_gemini_upstream_is_lossless() {
         "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_ONLY_HIGH"}],
         "generationConfig": {"maxOutputTokens": 64, "thinkingConfig": {"includeThoughts": true, "thinkingBudget": 128}}});
     let r = generate(&h, "gemini:generateContent", &request).await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     // The client's body went upstream unchanged (safety settings, thinking config and all).
     let sent = &h.mock.requests()[0];
     assert_eq!(
@@ -976,11 +837,7 @@ async fn generate_content_to_a_gemini_upstream_is_lossless() {
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let id = request_id(&r);
     let events = gemini_events(&r.text().await.unwrap());
-    let text: String = events
-        .iter()
-        .filter_map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str())
-        .collect();
-    assert_eq!(text, "tok0 tok1 tok2 ");
+    assert_eq!(gemini_text(&events), "tok0 tok1 tok2 ");
     let last = events.last().unwrap();
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3);
@@ -1018,9 +875,7 @@ async fn generate_content_to_an_openai_upstream() {
         "generationConfig": {"maxOutputTokens": 64, "temperature": 0.2}}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(
         body["candidates"][0]["content"],
         json!({"role": "model", "parts": [{"text": "tok0 tok1 tok2 tok3 "}]})
@@ -1052,11 +907,7 @@ async fn generate_content_to_an_openai_upstream() {
     .await;
     let id = request_id(&r);
     let events = gemini_events(&r.text().await.unwrap());
-    let text: String = events
-        .iter()
-        .filter_map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str())
-        .collect();
-    assert_eq!(text, "tok0 tok1 tok2 ");
+    assert_eq!(gemini_text(&events), "tok0 tok1 tok2 ");
     assert_eq!(
         events.last().unwrap()["usageMetadata"]["candidatesTokenCount"],
         3

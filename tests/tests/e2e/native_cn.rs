@@ -10,7 +10,12 @@
 
 use crate::common;
 
-use common::{request_id, sse_payloads, Harness};
+use common::provider::{
+    assert_mock_completion, assert_openai_stream, assert_stream_cut, assert_stream_error,
+    assert_upstream_auth_failed, delta_text, read_ok, stream_chunks, tokens, usage_chunks,
+    weather_tool_turns, weather_tools,
+};
+use common::{request_id, user, Harness};
 use serde_json::{json, Value};
 use tollgate_schemas::{Outcome, UsageEvent, UsageSource, UsageVector};
 use tollgate_tests::mock_upstream::native_cn::{QIANFAN_KEYS, TC3_KEYS};
@@ -90,44 +95,10 @@ async fn harness() -> Harness {
     Harness::start_with(CONFIG).await
 }
 
-fn tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
-}
-
-fn parse_chunks(body: &str) -> (Vec<Value>, Option<String>) {
-    let payloads = sse_payloads(body);
-    let last = payloads.last().cloned();
-    let chunks = payloads
-        .iter()
-        .filter(|p| *p != "[DONE]")
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect();
-    (chunks, last)
-}
-
-fn delta_text(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
-fn usage_chunks(chunks: &[Value]) -> Vec<&Value> {
-    chunks
-        .iter()
-        .filter(|c| c.get("usage").is_some_and(|u| !u.is_null()))
-        .collect()
-}
-
-fn say(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
-/// A chat to `model` with one user message; the status, the body and the request id.
+/// A chat to `model` with one user turn: the status, the JSON body and the request id.
 async fn ask(h: &Harness, model: &str, text: &str) -> (u16, Value, String) {
     let r = h
-        .chat(&json!({"model": model, "messages": say(text)}))
+        .chat(&json!({"model": model, "messages": user(text)}))
         .await;
     let status = r.status().as_u16();
     let id = request_id(&r);
@@ -139,6 +110,7 @@ fn usd(cny: u64) -> u64 {
     (cny * 14 + 50) / 100
 }
 
+/// A price applied, in CNY: `cny` nano-CNY, reported as [`usd`] of it.
 fn assert_cny_cost(e: &UsageEvent, cny: u64) {
     assert!(!e.cost.price_missing);
     assert_eq!((e.cost.nanos, e.cost.currency.as_str()), (cny, "CNY"));
@@ -148,7 +120,7 @@ fn assert_cny_cost(e: &UsageEvent, cny: u64) {
     );
 }
 
-/// A stream with its tool call: the assembled `get_weather({"city":"Paris"})`.
+/// A stream's tool call assembled from its deltas: (function name, arguments, last finish reason).
 fn streamed_tool_call(chunks: &[Value]) -> (String, String, Option<String>) {
     let mut name = String::new();
     let mut args = String::new();
@@ -167,6 +139,38 @@ fn streamed_tool_call(chunks: &[Value]) -> (String, String, Option<String>) {
     (name, args, finish)
 }
 
+/// Each `(directive, status, code)` to `model` (one attempt), plain and streamed, on a fresh gateway each (a
+/// retryable failure cools the key, a refused key rests): the client gets `status` with error `code`, and
+/// the event records `code` after one attempt.
+async fn assert_error_classes(model: &str, cases: &[(&str, u16, &str)]) {
+    for &(directive, status, code) in cases {
+        for stream in [false, true] {
+            let h = harness().await;
+            let r = h
+                .chat(&json!({"model": model, "stream": stream,
+                    "messages": user(&format!("[mock:{directive}]"))}))
+                .await;
+            assert_eq!(r.status().as_u16(), status, "{directive} stream={stream}");
+            let id = request_id(&r);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], code, "{directive} stream={stream}");
+            let e = h.event(&id).await;
+            assert_eq!(e.error_code.as_deref(), Some(code), "{directive}");
+            assert_eq!(e.attempts, 1);
+        }
+    }
+}
+
+/// The streamed tool call every dialect here must assemble: `get_weather({"city":"Paris"})`, then
+/// `tool_calls`.
+fn paris_weather_call() -> (String, String, Option<String>) {
+    (
+        "get_weather".into(),
+        "{\"city\":\"Paris\"}".into(),
+        Some("tool_calls".into()),
+    )
+}
+
 // ---- Tencent Hunyuan native ------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -176,18 +180,9 @@ async fn hunyuan_plain_is_tc3_signed_pascal_case_and_costed_in_cny() {
         .chat(&json!({"model": "hunyuan", "max_tokens": 50, "temperature": 0.5, "stop": ["END"],
             "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello to the gateway"}]}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["object"], "chat.completion");
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "tok0 tok1 tok2 tok3 "
-    );
-    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let (id, body) = read_ok(r).await;
     // 2 + 5 words + 3.
-    assert_eq!(body["usage"]["prompt_tokens"], 10);
-    assert_eq!(body["usage"]["completion_tokens"], 4);
+    assert_mock_completion(&body, 10);
 
     let sent = &h.mock.requests()[0];
     assert_eq!(sent.path, "/hunyuan/");
@@ -225,24 +220,15 @@ async fn hunyuan_plain_is_tc3_signed_pascal_case_and_costed_in_cny() {
         (e.outcome, e.usage_source),
         (Outcome::Success, UsageSource::Provider)
     );
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 10,
-            completion_tokens: 4,
-            ..UsageVector::default()
-        }
-    );
+    assert_eq!(e.usage, tokens(10, 4));
     // hunyuan-turbo: 15 CNY in, 50 CNY out per Mtok.
     assert_cny_cost(&e, 10 * 15_000 + 4 * 50_000);
 
     // The mock recomputes the signature: a wrong SecretKey is refused (HTTP 200 AuthFailure → 502).
-    let (status, body, _) = ask(&h, "hunyuan-bad", "hi").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (502, Some("upstream_auth_failed"))
-    );
-    assert!(!body.to_string().contains("not-the-secret"));
+    let r = h
+        .chat(&json!({"model": "hunyuan-bad", "messages": user("hi")}))
+        .await;
+    assert_upstream_auth_failed(&h, r, &["not-the-secret"]).await;
 }
 
 #[tokio::test]
@@ -251,15 +237,11 @@ async fn hunyuan_stream_keeps_the_last_usage_and_ends_with_done() {
     let r = h
         .chat(
             &json!({"model": "hunyuan", "stream": true, "stream_options": {"include_usage": true},
-            "messages": say("[mock:chunks=5&prompt_tokens=30&cached_tokens=10]")}),
+            "messages": user("[mock:chunks=5&prompt_tokens=30&cached_tokens=10]")}),
         )
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert_eq!(delta_text(&chunks), "tok0 tok1 tok2 tok3 tok4 ");
+    let (id, chunks) = assert_openai_stream(r).await;
+    assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 tok2 tok3 tok4 ");
     let usage = usage_chunks(&chunks);
     assert_eq!(usage.len(), 1, "one usage chunk, the last upstream value");
     assert_eq!(usage[0]["usage"]["completion_tokens"], 5);
@@ -286,8 +268,8 @@ async fn hunyuan_tools_plain_streamed_and_multi_turn_tool_results() {
     let h = harness().await;
     let r = h
         .chat(
-            &json!({"model": "hunyuan", "tools": tools(), "tool_choice": "auto",
-            "messages": say("Weather in Paris?")}),
+            &json!({"model": "hunyuan", "tools": weather_tools(), "tool_choice": "auto",
+            "messages": user("Weather in Paris?")}),
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -302,26 +284,16 @@ async fn hunyuan_tools_plain_streamed_and_multi_turn_tool_results() {
     assert_eq!(sent["ToolChoice"], "auto");
 
     let r = h
-        .chat(&json!({"model": "hunyuan", "stream": true, "tools": tools(), "messages": say("Weather in Paris?")}))
+        .chat(&json!({"model": "hunyuan", "stream": true, "tools": weather_tools(), "messages": user("Weather in Paris?")}))
         .await;
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(
-        streamed_tool_call(&chunks),
-        (
-            "get_weather".into(),
-            "{\"city\":\"Paris\"}".into(),
-            Some("tool_calls".into())
-        )
-    );
+    assert_eq!(streamed_tool_call(&chunks), paris_weather_call());
 
     // The tool result goes back as a `tool` turn after the assistant's ToolCalls; the mock checks the order.
     let r = h
-        .chat(&json!({"model": "hunyuan", "tools": tools(), "messages": [
-            {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}]}))
+        .chat(&json!({"model": "hunyuan", "tools": weather_tools(),
+            "messages": weather_tool_turns("sunny, 21C")}))
         .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -339,34 +311,22 @@ async fn hunyuan_tools_plain_streamed_and_multi_turn_tool_results() {
 
 #[tokio::test]
 async fn hunyuan_http_200_errors_map_to_each_class() {
-    // A fresh gateway per case: a retryable failure cools the key, a refused key rests.
-    for (directive, status, code) in [
-        ("status=429", 429, "RequestLimitExceeded"),
-        ("status=429&code=LimitExceeded", 429, "LimitExceeded"),
-        ("status=401", 502, "upstream_auth_failed"),
-        (
-            "status=400&code=InvalidParameterValue.Model",
-            400,
-            "InvalidParameterValue.Model",
-        ),
-        ("status=402", 402, "upstream_quota_exhausted"),
-        ("status=500", 502, "upstream_error"),
-    ] {
-        for stream in [false, true] {
-            let h = harness().await;
-            let r = h
-                .chat(&json!({"model": "hunyuan-once", "stream": stream,
-                    "messages": say(&format!("[mock:{directive}]"))}))
-                .await;
-            assert_eq!(r.status().as_u16(), status, "{directive} stream={stream}");
-            let id = request_id(&r);
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["error"]["code"], code, "{directive} stream={stream}");
-            let e = h.event(&id).await;
-            assert_eq!(e.error_code.as_deref(), Some(code), "{directive}");
-            assert_eq!(e.attempts, 1);
-        }
-    }
+    assert_error_classes(
+        "hunyuan-once",
+        &[
+            ("status=429", 429, "RequestLimitExceeded"),
+            ("status=429&code=LimitExceeded", 429, "LimitExceeded"),
+            ("status=401", 502, "upstream_auth_failed"),
+            (
+                "status=400&code=InvalidParameterValue.Model",
+                400,
+                "InvalidParameterValue.Model",
+            ),
+            ("status=402", 402, "upstream_quota_exhausted"),
+            ("status=500", 502, "upstream_error"),
+        ],
+    )
+    .await;
     // Upstream throttling on the first key: the second key (signed with its own secret) answers.
     let h = harness().await;
     let (status, _, id) = ask(
@@ -392,39 +352,28 @@ async fn hunyuan_http_200_errors_map_to_each_class() {
 async fn hunyuan_stream_faults_error_chunk_cut_and_failover_before_the_first_byte() {
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "hunyuan", "stream": true, "messages": say("[mock:error_after=2]")}))
+        .chat(
+            &json!({"model": "hunyuan", "stream": true, "messages": user("[mock:error_after=2]")}),
+        )
         .await;
-    let id = request_id(&r);
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(delta_text(&chunks), "tok0 tok1 ");
-    assert_eq!(
-        chunks.iter().filter(|c| c.get("error").is_some()).count(),
-        1
-    );
-    assert_eq!(h.wait_event(&id).await.outcome, Outcome::UpstreamError);
+    let (chunks, _) = assert_stream_error(&h, r, "2001").await;
+    assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 ");
 
     let r = h
-        .chat(&json!({"model": "hunyuan", "stream": true, "messages": say("[mock:cut_after=2]")}))
+        .chat(&json!({"model": "hunyuan", "stream": true, "messages": user("[mock:cut_after=2]")}))
         .await;
-    let id = request_id(&r);
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(chunks.last().unwrap()["error"]["code"], "stream_truncated");
-    let e = h.wait_event(&id).await;
+    let (_, e) = assert_stream_cut(&h, r).await;
     // Hunyuan repeats its cumulative usage on every chunk: the count so far is the provider's, not a guess.
-    assert_eq!(
-        (e.error_code.as_deref(), e.usage_source),
-        (Some("stream_truncated"), UsageSource::Provider)
-    );
+    assert_eq!(e.usage_source, UsageSource::Provider);
 
     let r = h
         .chat(&json!({"model": "hunyuan", "stream": true,
-            "messages": say("[mock:reset_after=0&only_key=AKIDmockTollgateA]")}))
+            "messages": user("[mock:reset_after=0&only_key=AKIDmockTollgateA]")}))
         .await;
     let id = request_id(&r);
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(
-        (delta_text(&chunks).as_str(), last.as_deref()),
+        (delta_text(&chunks, "content").as_str(), last.as_deref()),
         ("tok0 tok1 tok2 tok3 ", Some("[DONE]"))
     );
     assert_eq!(h.wait_event(&id).await.attempts, 2);
@@ -439,9 +388,7 @@ async fn qianfan_plain_uses_a_cached_token_in_the_query_and_is_costed_in_cny() {
         .chat(&json!({"model": "ernie", "max_completion_tokens": 100, "temperature": 1.5, "user": "alice",
             "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(
         body["choices"][0]["message"]["content"],
         "tok0 tok1 tok2 tok3 "
@@ -465,14 +412,7 @@ async fn qianfan_plain_uses_a_cached_token_in_the_query_and_is_costed_in_cny() {
     let e = h.event(&id).await;
     assert_eq!(e.provider_kind, "qianfan-v1");
     // 2 + 2 words + 3 prompt tokens, 4 completion; completions_pro (ERNIE-4.0-8K): 30 / 90 CNY per Mtok.
-    assert_eq!(
-        e.usage,
-        UsageVector {
-            prompt_tokens: 7,
-            completion_tokens: 4,
-            ..UsageVector::default()
-        }
-    );
+    assert_eq!(e.usage, tokens(7, 4));
     assert_cny_cost(&e, 7 * 30_000 + 4 * 90_000);
 
     for _ in 0..3 {
@@ -485,12 +425,10 @@ async fn qianfan_plain_uses_a_cached_token_in_the_query_and_is_costed_in_cny() {
     );
 
     // Credentials the token endpoint refuses: upstream_auth_failed, the secret nowhere.
-    let (status, body, _) = ask(&h, "ernie-bad", "hi").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (502, Some("upstream_auth_failed"))
-    );
-    assert!(!body.to_string().contains("not-the-secret"));
+    let r = h
+        .chat(&json!({"model": "ernie-bad", "messages": user("hi")}))
+        .await;
+    assert_upstream_auth_failed(&h, r, &["not-the-secret"]).await;
 }
 
 #[tokio::test]
@@ -499,13 +437,13 @@ async fn qianfan_stream_functions_and_multi_turn_function_results() {
     let r = h
         .chat(
             &json!({"model": "ernie", "stream": true, "stream_options": {"include_usage": true},
-            "messages": say("[mock:chunks=3&prompt_tokens=12]")}),
+            "messages": user("[mock:chunks=3&prompt_tokens=12]")}),
         )
         .await;
     let id = request_id(&r);
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
+    let (chunks, last) = stream_chunks(&r.text().await.unwrap());
     assert_eq!(last.as_deref(), Some("[DONE]"));
-    assert_eq!(delta_text(&chunks), "tok0 tok1 tok2 ");
+    assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 tok2 ");
     let usage = usage_chunks(&chunks);
     assert_eq!(usage.len(), 1);
     assert_eq!(
@@ -518,7 +456,7 @@ async fn qianfan_stream_functions_and_multi_turn_function_results() {
     assert_eq!(h.wait_event(&id).await.usage.completion_tokens, 3);
 
     let r = h
-        .chat(&json!({"model": "ernie", "tools": tools(), "messages": say("Weather in Paris?")}))
+        .chat(&json!({"model": "ernie", "tools": weather_tools(), "messages": user("Weather in Paris?")}))
         .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
@@ -536,25 +474,15 @@ async fn qianfan_stream_functions_and_multi_turn_function_results() {
     );
 
     let r = h
-        .chat(&json!({"model": "ernie", "stream": true, "tools": tools(), "messages": say("Weather in Paris?")}))
+        .chat(&json!({"model": "ernie", "stream": true, "tools": weather_tools(), "messages": user("Weather in Paris?")}))
         .await;
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(
-        streamed_tool_call(&chunks),
-        (
-            "get_weather".into(),
-            "{\"city\":\"Paris\"}".into(),
-            Some("tool_calls".into())
-        )
-    );
+    let (chunks, _) = stream_chunks(&r.text().await.unwrap());
+    assert_eq!(streamed_tool_call(&chunks), paris_weather_call());
 
+    let mut messages = vec![json!({"role": "system", "content": "Use tools."})];
+    messages.extend(weather_tool_turns("sunny"));
     let r = h
-        .chat(&json!({"model": "ernie", "tools": tools(), "messages": [
-            {"role": "system", "content": "Use tools."},
-            {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]}))
+        .chat(&json!({"model": "ernie", "tools": weather_tools(), "messages": messages}))
         .await;
     assert_eq!(r.status(), 200);
     let sent = &h.mock.requests()[3].body["messages"];
@@ -567,26 +495,19 @@ async fn qianfan_stream_functions_and_multi_turn_function_results() {
 
 #[tokio::test]
 async fn qianfan_http_200_errors_map_to_each_class_and_throttling_fails_over() {
-    // A fresh gateway per case: a retryable failure cools the key, a refused key rests.
-    for (directive, status, code) in [
-        ("status=429", 429, "18"),
-        ("status=429&code=336501", 429, "336501"),
-        ("status=402", 402, "upstream_quota_exhausted"),
-        ("status=402&code=19", 402, "upstream_quota_exhausted"),
-        ("status=400", 400, "336003"),
-        ("status=401", 502, "upstream_auth_failed"),
-        ("status=500", 502, "upstream_error"),
-    ] {
-        for stream in [false, true] {
-            let h = harness().await;
-            let r = h
-                .chat(&json!({"model": "ernie-once", "stream": stream, "messages": say(&format!("[mock:{directive}]"))}))
-                .await;
-            assert_eq!(r.status().as_u16(), status, "{directive} stream={stream}");
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["error"]["code"], code, "{directive} stream={stream}");
-        }
-    }
+    assert_error_classes(
+        "ernie-once",
+        &[
+            ("status=429", 429, "18"),
+            ("status=429&code=336501", 429, "336501"),
+            ("status=402", 402, "upstream_quota_exhausted"),
+            ("status=402&code=19", 402, "upstream_quota_exhausted"),
+            ("status=400", 400, "336003"),
+            ("status=401", 502, "upstream_auth_failed"),
+            ("status=500", 502, "upstream_error"),
+        ],
+    )
+    .await;
     let h = harness().await;
     let (status, _, id) = ask(&h, "ernie", "[mock:status=429&only_key=qf-mock-ak-a]").await;
     assert_eq!((status, h.event(&id).await.attempts), (200, 2));
@@ -599,21 +520,14 @@ async fn qianfan_http_200_errors_map_to_each_class_and_throttling_fails_over() {
 
     let h = harness().await;
     let r = h
-        .chat(&json!({"model": "ernie", "stream": true, "messages": say("[mock:error_after=1]")}))
+        .chat(&json!({"model": "ernie", "stream": true, "messages": user("[mock:error_after=1]")}))
         .await;
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(
-        chunks
-            .iter()
-            .filter(|c| c["error"]["code"] == "336100")
-            .count(),
-        1
-    );
+    let (_, error) = assert_stream_error(&h, r, "336100").await;
+    assert_eq!(error["error"]["code"], "336100");
     let r = h
-        .chat(&json!({"model": "ernie", "stream": true, "messages": say("[mock:cut_after=1]")}))
+        .chat(&json!({"model": "ernie", "stream": true, "messages": user("[mock:cut_after=1]")}))
         .await;
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(chunks.last().unwrap()["error"]["code"], "stream_truncated");
+    assert_stream_cut(&h, r).await;
 }
 
 #[tokio::test]
@@ -640,7 +554,7 @@ async fn qianfan_expired_token_is_refetched_once_and_a_refused_one_ends_in_auth_
     // The stream path too.
     h.mock.expire_qianfan_tokens();
     let r = h
-        .chat(&json!({"model": "ernie-one-key", "stream": true, "messages": say("hi")}))
+        .chat(&json!({"model": "ernie-one-key", "stream": true, "messages": user("hi")}))
         .await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
@@ -674,7 +588,7 @@ async fn no_token_or_secret_in_any_event_log_or_error() {
         ("qwen-native-once", "[mock:status=401]", false),
     ] {
         let r = h
-            .chat(&json!({"model": model, "stream": stream, "messages": say(text)}))
+            .chat(&json!({"model": model, "stream": stream, "messages": user(text)}))
             .await;
         bodies.push(r.text().await.unwrap());
     }
@@ -720,9 +634,7 @@ async fn dashscope_plain_envelope_bearer_cached_usage_and_cost() {
             "messages": [{"role": "developer", "content": "Be brief."},
                 {"role": "user", "content": "[mock:prompt_tokens=1000&cached_tokens=400&completion_tokens=20]"}]}))
         .await;
-    assert_eq!(r.status(), 200);
-    let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let (id, body) = read_ok(r).await;
     assert_eq!(
         body["choices"][0]["message"]["content"],
         "tok0 tok1 tok2 tok3 "
@@ -765,25 +677,19 @@ async fn dashscope_streams_incremental_or_cumulative_give_the_same_deltas() {
     for cumulative in ["", "&cumulative=1"] {
         let r = h
             .chat(&json!({"model": "qwen-native", "stream": true, "stream_options": {"include_usage": true},
-                "messages": say(&format!("[mock:chunks=4&prompt_tokens=9{cumulative}]"))}))
+                "messages": user(&format!("[mock:chunks=4&prompt_tokens=9{cumulative}]"))}))
             .await;
-        assert_eq!(r.status(), 200);
-        let id = request_id(&r);
-        let (chunks, last) = parse_chunks(&r.text().await.unwrap());
-        assert_eq!(last.as_deref(), Some("[DONE]"));
-        assert_eq!(delta_text(&chunks), "tok0 tok1 tok2 tok3 ", "{cumulative}");
+        let (id, chunks) = assert_openai_stream(r).await;
+        assert_eq!(
+            delta_text(&chunks, "content"),
+            "tok0 tok1 tok2 tok3 ",
+            "{cumulative}"
+        );
         let usage = usage_chunks(&chunks);
         assert_eq!(usage.len(), 1);
         assert_eq!(usage[0]["usage"]["completion_tokens"], 4);
         let e = h.wait_event(&id).await;
-        assert_eq!(
-            e.usage,
-            UsageVector {
-                prompt_tokens: 9,
-                completion_tokens: 4,
-                ..UsageVector::default()
-            }
-        );
+        assert_eq!(e.usage, tokens(9, 4));
     }
     let sent = &h.mock.requests()[0];
     assert_eq!(sent.header("x-dashscope-sse"), Some("enable"));
@@ -793,7 +699,7 @@ async fn dashscope_streams_incremental_or_cumulative_give_the_same_deltas() {
 #[tokio::test]
 async fn dashscope_tools_and_multi_turn_tool_results() {
     let h = harness().await;
-    let r = h.chat(&json!({"model": "qwen-native", "tools": tools(), "messages": say("Weather in Paris?")})).await;
+    let r = h.chat(&json!({"model": "qwen-native", "tools": weather_tools(), "messages": user("Weather in Paris?")})).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(
@@ -805,23 +711,13 @@ async fn dashscope_tools_and_multi_turn_tool_results() {
         "get_weather"
     );
     let r = h
-        .chat(&json!({"model": "qwen-native", "stream": true, "tools": tools(), "messages": say("Weather in Paris?")}))
+        .chat(&json!({"model": "qwen-native", "stream": true, "tools": weather_tools(), "messages": user("Weather in Paris?")}))
         .await;
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(
-        streamed_tool_call(&chunks),
-        (
-            "get_weather".into(),
-            "{\"city\":\"Paris\"}".into(),
-            Some("tool_calls".into())
-        )
-    );
+    let (chunks, _) = stream_chunks(&r.text().await.unwrap());
+    assert_eq!(streamed_tool_call(&chunks), paris_weather_call());
     let r = h
-        .chat(&json!({"model": "qwen-native", "tools": tools(), "messages": [
-            {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]}))
+        .chat(&json!({"model": "qwen-native", "tools": weather_tools(),
+            "messages": weather_tool_turns("sunny")}))
         .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -837,29 +733,22 @@ async fn dashscope_tools_and_multi_turn_tool_results() {
 
 #[tokio::test]
 async fn dashscope_errors_map_to_each_class_and_throttling_fails_over() {
-    // A fresh gateway per case: a retryable failure cools the key, a refused key rests.
-    for (directive, status, code) in [
-        ("status=429", 429, "Throttling.RateQuota"),
-        ("status=401", 502, "upstream_auth_failed"),
-        ("status=402", 402, "upstream_quota_exhausted"),
-        ("status=400", 400, "InvalidParameter"),
-        (
-            "status=400&code=DataInspectionFailed",
-            400,
-            "content_filter",
-        ),
-        ("status=500", 502, "upstream_error"),
-    ] {
-        for stream in [false, true] {
-            let h = harness().await;
-            let r = h
-                .chat(&json!({"model": "qwen-native-once", "stream": stream, "messages": say(&format!("[mock:{directive}]"))}))
-                .await;
-            assert_eq!(r.status().as_u16(), status, "{directive} stream={stream}");
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["error"]["code"], code, "{directive} stream={stream}");
-        }
-    }
+    assert_error_classes(
+        "qwen-native-once",
+        &[
+            ("status=429", 429, "Throttling.RateQuota"),
+            ("status=401", 502, "upstream_auth_failed"),
+            ("status=402", 402, "upstream_quota_exhausted"),
+            ("status=400", 400, "InvalidParameter"),
+            (
+                "status=400&code=DataInspectionFailed",
+                400,
+                "content_filter",
+            ),
+            ("status=500", 502, "upstream_error"),
+        ],
+    )
+    .await;
     let h = harness().await;
     let (status, _, id) = ask(&h, "qwen-native", "[mock:status=429&only_key=sk-dsn-a]").await;
     assert_eq!((status, h.event(&id).await.attempts), (200, 2));
@@ -875,29 +764,14 @@ async fn dashscope_errors_map_to_each_class_and_throttling_fails_over() {
     );
 
     let h = harness().await;
-    let r = h.chat(&json!({"model": "qwen-native", "stream": true, "messages": say("[mock:error_after=2]")})).await;
-    let id = request_id(&r);
-    let (chunks, last) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(
-        (delta_text(&chunks).as_str(), last.as_deref()),
-        ("tok0 tok1 ", Some("[DONE]"))
-    );
-    assert_eq!(
-        chunks
-            .iter()
-            .filter(|c| c["error"]["code"] == "InternalError")
-            .count(),
-        1
-    );
-    assert_eq!(
-        h.wait_event(&id).await.error_code.as_deref(),
-        Some("InternalError")
-    );
+    let r = h.chat(&json!({"model": "qwen-native", "stream": true, "messages": user("[mock:error_after=2]")})).await;
+    let (chunks, error) = assert_stream_error(&h, r, "InternalError").await;
+    assert_eq!(delta_text(&chunks, "content"), "tok0 tok1 ");
+    assert_eq!(error["error"]["code"], "InternalError");
     let r = h
         .chat(
-            &json!({"model": "qwen-native", "stream": true, "messages": say("[mock:cut_after=3]")}),
+            &json!({"model": "qwen-native", "stream": true, "messages": user("[mock:cut_after=3]")}),
         )
         .await;
-    let (chunks, _) = parse_chunks(&r.text().await.unwrap());
-    assert_eq!(chunks.last().unwrap()["error"]["code"], "stream_truncated");
+    assert_stream_cut(&h, r).await;
 }

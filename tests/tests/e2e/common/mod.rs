@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod log_capture;
+pub mod provider;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -250,6 +251,18 @@ impl Harness {
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
         self.post("/v1/chat/completions", body).await
+    }
+
+    /// A chat completion whose body is these bytes, sent as they are (JSON content type, all-models key).
+    pub async fn chat_raw(&self, raw: &'static str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Every usage event stored so far, oldest first (flushes the sink first).
