@@ -1,13 +1,19 @@
 //! Runs the [`crate::lease_owner::Owner`]: budgets from the control topic, lease requests and returns from the
 //! requests topic, spend from the usage rows this consumer stores, decisions to the decisions topic.
 //!
-//! Enabled with `--budget-owner` on exactly one consumer. Until `lease TTL + grace` after start it grants
-//! nothing (leases of an earlier owner may still be spending), then takes each scope's baseline from
-//! ClickHouse on its first request.
+//! Enabled with `--budget-owner`; several consumers may run it. They form one Kafka group on the requests
+//! topic (one partition), so exactly one of them — the one holding the partition — is the owner at a time;
+//! when it goes away (stops, dies: 6 s session timeout) the group hands the partition to another. An owner
+//! that just took over forgets every book and grants nothing for `lease TTL + grace` (leases of the previous
+//! owner may still be spending), answering "unavailable" meanwhile; then it takes each scope's baseline from
+//! ClickHouse on its first request. Candidates that are not the owner answer nothing and send no alerts.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -21,6 +27,7 @@ use tollgate_gateway::report::clickhouse::literal;
 
 use crate::error::MeteringError;
 use crate::lease_owner::{OwnedBudget, Owner, Step};
+use crate::metrics::Metrics;
 
 /// One stored usage row, for the owner: its leases, cost and attribution.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct OwnerSettings {
     pub control_topic: String,
     pub requests_topic: String,
     pub decisions_topic: String,
+    /// The Kafka group of owner candidates: the one holding the requests partition is the owner.
+    pub group: String,
     pub database: String,
     pub lease_ttl: Duration,
     pub grace: Duration,
@@ -51,6 +60,70 @@ pub struct OwnerSettings {
     pub alerts: Option<tollgate_gateway::budget::alerts::WebhookConfig>,
     /// The time zone budget periods are aligned to (the gateways' `[budget_settings] timezone`).
     pub timezone: chrono_tz::Tz,
+}
+
+/// Since when (epoch ms) this process holds the requests partition, i.e. is the owner; 0 while it does not.
+/// Written by the Kafka group's rebalance callbacks, read by the owner loop.
+#[derive(Clone, Default)]
+pub struct Standing(Arc<AtomicI64>);
+
+impl Standing {
+    /// `Some(since)` while this candidate is the owner.
+    #[must_use]
+    pub fn owner_since(&self) -> Option<i64> {
+        let since = self.0.load(Ordering::SeqCst);
+        (since > 0).then_some(since)
+    }
+}
+
+/// The requests consumer's context: the group assigning or revoking the partition makes or unmakes the owner.
+struct CandidateContext {
+    standing: Standing,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for CandidateContext {}
+
+impl ConsumerContext for CandidateContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) if tpl.count() > 0 => {
+                self.standing.0.store(now_ms().max(1), Ordering::SeqCst);
+                self.metrics.budget_owner_active(true);
+            }
+            Rebalance::Assign(_) | Rebalance::Revoke(_) => {
+                self.standing.0.store(0, Ordering::SeqCst);
+                self.metrics.budget_owner_active(false);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "budget owner group rebalance failed")
+            }
+        }
+    }
+}
+
+/// Joins the owner candidates' group on the requests topic (one partition: one owner at a time). A short
+/// session timeout, so a candidate that dies is replaced within seconds; new requests only (the answer to an
+/// old one would come too late).
+fn candidate(
+    settings: &OwnerSettings,
+    standing: Standing,
+    metrics: Arc<Metrics>,
+) -> Result<StreamConsumer<CandidateContext>, MeteringError> {
+    let consumer: StreamConsumer<CandidateContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "20")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        // Notice a requests topic created after this subscription within seconds, not librdkafka's 5 min.
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create_with_context(CandidateContext { standing, metrics })?;
+    consumer.subscribe(&[&settings.requests_topic])?;
+    Ok(consumer)
 }
 
 fn tail(brokers: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, MeteringError> {
@@ -164,31 +237,60 @@ fn unavailable(message: &LeaseMessage, expires_at_ms: i64, retry_ms: u64) -> Opt
 pub async fn run(
     settings: OwnerSettings,
     client: clickhouse::Client,
+    metrics: Arc<Metrics>,
     mut spent: mpsc::Receiver<Spent>,
     stop: CancellationToken,
 ) -> Result<(), MeteringError> {
+    // Gateways create them too; if Kafka is not answering yet, the subscription picks the topic up later.
+    if let Err(e) = tollgate_gateway::budget::lease::create_topics(
+        &settings.brokers,
+        &settings.requests_topic,
+        &settings.decisions_topic,
+    ) {
+        tracing::warn!(error = %e, "could not create the lease topics; waiting for them");
+    }
     let control = tail(&settings.brokers, &settings.control_topic, true)?;
-    let requests = tail(&settings.brokers, &settings.requests_topic, false)?;
+    let standing = Standing::default();
+    let requests = candidate(&settings, standing.clone(), metrics)?;
     let decisions: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("acks", "all")
         .set("linger.ms", "0")
         .create()?;
-    let ready_at = now_ms()
-        + i64::try_from((settings.lease_ttl + settings.grace).as_millis()).unwrap_or(i64::MAX);
-    tracing::info!(
-        ready_in_ms = ready_at - now_ms(),
-        "budget owner started; grants open after the lease TTL + grace"
-    );
+    let warm_up =
+        i64::try_from((settings.lease_ttl + settings.grace).as_millis()).unwrap_or(i64::MAX);
+    tracing::info!(group = %settings.group, "budget owner candidate started");
     let mut owner = Owner::default();
+    // The ownership the books belong to (`None`: not the owner) and when grants open for it.
+    let mut held: Option<i64> = None;
+    let mut ready_at = i64::MAX;
     let alerts = settings
         .alerts
         .clone()
         .map(tollgate_gateway::budget::alerts::start);
     loop {
+        let now_held = standing.owner_since();
+        if now_held != held {
+            // Taking over or giving up: leases granted meanwhile by another owner are unknown here.
+            owner.forget_books();
+            held = now_held;
+            match held {
+                Some(since) => {
+                    ready_at = since.saturating_add(warm_up);
+                    tracing::info!(ready_in_ms = ready_at - now_ms(),
+                        "this consumer is now the budget owner; grants open after the lease TTL + grace");
+                }
+                None => tracing::info!("this consumer is no longer the budget owner"),
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
+            // Re-check the standing at least this often (a rebalance wakes nothing here).
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
             Some(s) = spent.recv() => {
+                if held.is_none() {
+                    continue;
+                }
                 owner.observed(&s.leases, s.reporting_cost);
                 if let Some(sender) = &alerts {
                     alert_on(&mut owner, &s, &settings, &client, sender).await;
@@ -203,6 +305,9 @@ pub async fn run(
             }
             m = requests.recv() => {
                 let Ok(m) = m else { continue };
+                if held.is_none() || standing.owner_since() != held {
+                    continue;
+                }
                 let Some(Ok(message)) = m.payload().map(serde_json::from_slice::<LeaseMessage>) else {
                     continue;
                 };

@@ -91,6 +91,7 @@ pub async fn run(
             control_topic: settings.control_topic.clone(),
             requests_topic: settings.budget_requests_topic.clone(),
             decisions_topic: settings.budget_decisions_topic.clone(),
+            group: settings.budget_owner_group.clone(),
             database: settings.database.clone(),
             lease_ttl: Duration::from_millis(settings.lease_ttl_ms),
             grace: Duration::from_millis(settings.lease_grace_ms),
@@ -102,9 +103,11 @@ pub async fn run(
                 ))
             })?,
         };
-        let (client, stop) = (warehouse.client().clone(), stop.clone());
+        let (client, stop, metrics) = (warehouse.client().clone(), stop.clone(), metrics.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::budget_service::run(owner_settings, client, rx, stop).await {
+            if let Err(e) =
+                crate::budget_service::run(owner_settings, client, metrics, rx, stop).await
+            {
                 tracing::error!(error = %e, "the budget owner stopped");
             }
         });

@@ -11,7 +11,7 @@
 //!
 //! Restart safety: leases granted before this owner started are unknown to it, so it grants nothing until every
 //! such lease has expired and its usage has reached ClickHouse (`lease TTL + grace`), then takes the baseline.
-//! Exactly one owner may run (`--budget-owner` on one consumer).
+//! One owner at a time: [`crate::budget_service`] runs these books only while its candidate holds the role.
 
 use std::collections::HashMap;
 
@@ -119,6 +119,14 @@ pub enum Step {
 }
 
 impl Owner {
+    /// Forgets every lease and spend book, keeping the budgets: what an owner that just took over (or gave
+    /// up) the role must do, since leases granted meanwhile by another owner are unknown to it.
+    pub fn forget_books(&mut self) {
+        self.scopes.clear();
+        self.lease_scope.clear();
+        self.spend.clear();
+    }
+
     pub fn set_budget(&mut self, id: &str, budget: Option<OwnedBudget>) {
         match budget {
             Some(b) => {

@@ -145,6 +145,7 @@ pub struct Metrics {
     lag: Family<PartitionLabel, Gauge>,
     pipeline_lag: Histogram,
     owner_partitions_missing: Gauge,
+    owner_active: Gauge,
     facts: std::sync::Arc<Facts>,
     /// The partitions (and lags) of the last refresh, to remove revoked ones and to sum for `/readyz`.
     known: Mutex<HashMap<i32, i64>>,
@@ -240,6 +241,12 @@ impl Metrics {
              see (should be 0)",
             owner_partitions_missing.clone(),
         );
+        let owner_active = Gauge::default();
+        registry.register(
+            "budget_owner_active",
+            "1 while this consumer is the budget owner (of the candidates started with --budget-owner)",
+            owner_active.clone(),
+        );
         let facts = std::sync::Arc::new(Facts {
             clickhouse_ok_ms: AtomicU64::new(0),
             assigned: AtomicI64::new(-1),
@@ -272,6 +279,7 @@ impl Metrics {
             lag,
             pipeline_lag,
             owner_partitions_missing,
+            owner_active,
             facts,
             known: Mutex::new(HashMap::new()),
         }
@@ -340,6 +348,11 @@ impl Metrics {
     pub fn owner_partitions_missing(&self, missing: usize) {
         self.owner_partitions_missing
             .set(i64::try_from(missing).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this consumer is the budget owner now.
+    pub fn budget_owner_active(&self, active: bool) {
+        self.owner_active.set(i64::from(active));
     }
 
     /// Replaces the per-partition lag: partitions no longer assigned disappear.

@@ -42,9 +42,18 @@ pub struct Settings {
     /// Control topic (keys, budgets) whose budget events are projected into the `budgets` table.
     #[arg(long, env = "TOLLGATE_CONTROL_TOPIC", default_value = tollgate_schemas::topics::CONTROL)]
     pub control_topic: String,
-    /// Run the budget owner (grants budget leases to gateway replicas). Exactly one consumer may.
+    /// Be a budget owner candidate (grants budget leases to gateway replicas). Several consumers may: one at a
+    /// time is the owner (the one the owners' Kafka group gives the requests partition); another takes over
+    /// when it goes away.
     #[arg(long, env = "TOLLGATE_BUDGET_OWNER")]
     pub budget_owner: bool,
+    /// The Kafka consumer group of budget owner candidates (one group per cluster).
+    #[arg(
+        long,
+        env = "TOLLGATE_BUDGET_OWNER_GROUP",
+        default_value = "tollgate-budget-owner"
+    )]
+    pub budget_owner_group: String,
     /// Lease requests and returns from replicas.
     #[arg(long, env = "TOLLGATE_BUDGET_REQUESTS_TOPIC", default_value = tollgate_schemas::topics::BUDGET_REQUESTS)]
     pub budget_requests_topic: String,
@@ -54,8 +63,8 @@ pub struct Settings {
     /// How long a granted lease may take new reservations (milliseconds).
     #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 10_000)]
     pub lease_ttl_ms: u64,
-    /// After start, the owner grants nothing for lease TTL + this (milliseconds): an earlier owner's leases
-    /// expire and their usage reaches ClickHouse first. Must cover the pipeline's lag.
+    /// After taking over the role, the owner grants nothing for lease TTL + this (milliseconds): an earlier
+    /// owner's leases expire and their usage reaches ClickHouse first. Must cover the pipeline's lag.
     #[arg(long, env = "TOLLGATE_LEASE_GRACE_MS", default_value_t = 10_000)]
     pub lease_grace_ms: u64,
     /// The budget owner's threshold alerts go here (with --budget-owner), signed like the gateway's.

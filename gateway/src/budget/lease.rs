@@ -37,6 +37,39 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> GatewayError {
     GatewayError::Unavailable(format!("budget leases: {what}: {e}"))
 }
 
+/// Creates the two lease topics (one partition each, so one owner sees a scope's messages in order) unless
+/// they exist. Gateways and the budget owner both call it, whichever starts first.
+///
+/// # Errors
+/// When the admin client cannot be created or a topic cannot be created.
+pub fn create_topics(
+    brokers: &str,
+    requests_topic: &str,
+    decisions_topic: &str,
+) -> Result<(), GatewayError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| unavailable("admin client", e))?;
+    let topics = [
+        NewTopic::new(requests_topic, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(decisions_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    let created = futures::executor::block_on(admin.create_topics(
+        topics.iter(),
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))
+    .map_err(|e| unavailable("create topics", e))?;
+    for result in created {
+        if let Err((name, code)) = result {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(unavailable("create topics", format!("{name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LeaseClient {
     /// Creates the lease topics if missing and starts reading decisions addressed to this replica.
     ///
@@ -47,26 +80,7 @@ impl LeaseClient {
         requests_topic: &str,
         decisions_topic: &str,
     ) -> Result<Arc<Self>, GatewayError> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .map_err(|e| unavailable("admin client", e))?;
-        let topics = [
-            NewTopic::new(requests_topic, 1, TopicReplication::Fixed(1)),
-            NewTopic::new(decisions_topic, 1, TopicReplication::Fixed(1)),
-        ];
-        let created = futures::executor::block_on(admin.create_topics(
-            topics.iter(),
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .map_err(|e| unavailable("create topics", e))?;
-        for result in created {
-            if let Err((name, code)) = result {
-                if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                    return Err(unavailable("create topics", format!("{name}: {code}")));
-                }
-            }
-        }
+        create_topics(brokers, requests_topic, decisions_topic)?;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("acks", "all")

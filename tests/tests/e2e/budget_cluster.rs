@@ -392,3 +392,106 @@ async fn the_owner_reports_usage_partitions_it_does_not_see() {
     }
     p.cleanup().await;
 }
+
+/// `budget_owner_active` of the consumer listening on `port` (`None` while it does not answer).
+async fn owner_active(client: &reqwest::Client, port: u16) -> Option<f64> {
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric(&text, "tollgate_metering_budget_owner_active")
+}
+
+/// Asks until a hard-budgeted request is admitted (503 `budget_unavailable` meanwhile); how long it took.
+async fn until_admitted(client: &reqwest::Client, base: &str, within: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    loop {
+        let (status, _, text) = ask(client, base, TENANT_KEYS[0].1, 50_000 + i).await;
+        if status == 200 {
+            return start.elapsed();
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("budget_unavailable"), "{text}");
+        assert!(
+            start.elapsed() < within,
+            "not admitted within {within:?}: {text}"
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two owner candidates: exactly one is the owner; when it stops, the other takes over and, after its
+/// warm-up, grants leases again — hard budgets keep working without anyone restarting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka and ClickHouse (scripts/services.sh)"]
+async fn a_second_owner_candidate_takes_over_when_the_owner_stops() {
+    let flags = [
+        "--budget-owner",
+        "--lease-ttl-ms",
+        "2000",
+        "--lease-grace-ms",
+        "1000",
+    ];
+    let mut p = Pipeline::start_with("owner_failover", &flags).await;
+    let (first, first_port) = (p.consumer.take(), p.consumer_port);
+    p.start_consumer(&flags);
+    // Killed when dropped (at the end, or on failure).
+    let mut second = p.consumer.take().map(pipeline_support::Spawned);
+    let second_port = p.consumer_port;
+    p.consumer = first;
+    p.consumer_port = first_port;
+    let base = p.url("");
+    let client = p.client.clone();
+    let r = client
+        .put(format!("{base}/admin/budgets/acme-ha"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"subject": "tenant:acme", "period": "monthly", "limit": "1"}))
+        .send()
+        .await
+        .expect("put budget");
+    assert_eq!(r.status(), 200);
+    until_admitted(&client, &base, Duration::from_secs(30)).await;
+
+    // Exactly one candidate is the owner.
+    let (a, b) = (
+        owner_active(&client, first_port).await,
+        owner_active(&client, second_port).await,
+    );
+    assert!(
+        matches!((a, b), (Some(1.0), Some(0.0)) | (Some(0.0), Some(1.0))),
+        "owner_active: first {a:?}, second {b:?}"
+    );
+    // Stop the owner; the other candidate takes over.
+    let standby_port = if a == Some(1.0) {
+        if let Some(mut c) = p.consumer.take() {
+            Pipeline::terminate(&mut c);
+        }
+        p.consumer_port = second_port;
+        second_port
+    } else {
+        if let Some(mut s) = second.take() {
+            Pipeline::terminate(&mut s);
+        }
+        first_port
+    };
+    let start = std::time::Instant::now();
+    while owner_active(&client, standby_port).await != Some(1.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the standby never became the owner"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The replica may still spend what the old owner leased it, until those leases expire (TTL 2 s). After
+    // that, an admitted request needs a lease only the new owner can have granted (after its warm-up, lease
+    // TTL + grace = 3 s from the takeover; 503 budget_unavailable meanwhile).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    until_admitted(&client, &base, Duration::from_secs(20)).await;
+    p.cleanup().await;
+}

@@ -280,6 +280,8 @@ deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
             .args(["--dead-letter-topic", &format!("{}.dlq", self.topic)])
             .args(["--control-topic", &format!("{}.control", self.topic)])
             .args([
+                "--budget-owner-group",
+                &format!("tollgate-budget-owner-{}", self.id),
                 "--budget-requests-topic",
                 &format!("{}.budget.requests", self.topic),
                 "--budget-decisions-topic",
