@@ -45,6 +45,7 @@ METERING_SERIES = [
     "tollgate_metering_assigned_partitions",
     "tollgate_metering_clickhouse_up",
     "tollgate_metering_budget_owner_partitions_missing",
+    "tollgate_metering_budget_owner_active",
 ]
 
 
