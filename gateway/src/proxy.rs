@@ -29,7 +29,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tollgate_schemas::{Endpoint, Outcome, UsageSource};
+use tollgate_schemas::{Endpoint, Outcome, UsageSource, UsageVector};
 
 use crate::auth::Principal;
 use crate::error::GatewayError;
@@ -406,6 +406,15 @@ fn complete_embeddings(
         Ok(b) => b,
         Err(e) => return ex.refuse(e),
     };
+    let usage = UsageVector {
+        prompt_tokens,
+        ..Default::default()
+    };
+    answer_json(ex, body, usage, source)
+}
+
+/// A 200 JSON answer with the exchange's headers, metered as a success with `usage`.
+fn answer_json(ex: Exchange, body: Bytes, usage: UsageVector, source: UsageSource) -> Response {
     let response = ex.decorate(
         Response::builder()
             .status(StatusCode::OK)
@@ -417,10 +426,7 @@ fn complete_embeddings(
         outcome: Outcome::Success,
         http_status: 200,
         error_code: None,
-        usage: tollgate_schemas::UsageVector {
-            prompt_tokens,
-            ..Default::default()
-        },
+        usage,
         usage_source: source,
     });
     response
@@ -456,21 +462,7 @@ fn complete_plain(ex: Exchange, deployment: &Deployment, body: Bytes) -> Respons
         Some(u) if u.contains_key("cached_tokens") => normalize_usage(&body, u).unwrap_or(body),
         _ => body,
     };
-    let response = ex.decorate(
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .unwrap_or_default(),
-    );
-    ex.finish(Ending {
-        outcome: Outcome::Success,
-        http_status: 200,
-        error_code: None,
-        usage: vector,
-        usage_source: source,
-    });
-    response
+    answer_json(ex, body, vector, source)
 }
 
 fn normalize_usage(body: &[u8], u: &Map<String, Value>) -> Option<Bytes> {
