@@ -225,6 +225,8 @@ pub struct DeploymentConfig {
     /// The provider's tags with this deployment's on top.
     pub tags: Tags,
     pub price: Option<DeploymentPrice>,
+    /// The model id prices are looked up by, when not `model` (`price_as` in the config).
+    pub price_as: Option<String>,
 }
 
 /// What a deployment costs, for the `lowest-cost` strategy: nano-units of its currency per million tokens.

@@ -131,6 +131,8 @@ pub struct Pricer {
     corrected: Option<PriceTable>,
     /// (public model, provider name, upstream model) → (provider kind, the deployment's resolved price).
     deployments: BTreeMap<(String, String, String), (String, DeploymentPrice)>,
+    /// (public model, provider name, upstream model) → the model id its prices are looked up by (`price_as`).
+    price_as: BTreeMap<(String, String, String), String>,
     overrides: PriceTable,
     table: PriceTable,
     rates: ExchangeRates,
@@ -146,8 +148,14 @@ impl Pricer {
             .map(|p| (p.name.as_str(), p.kind.name()))
             .collect();
         let mut deployments = BTreeMap::new();
+        let mut price_as = BTreeMap::new();
         for m in &config.models {
             for d in m.tiers.iter().flatten() {
+                if let Some(as_model) = &d.price_as {
+                    price_as
+                        .entry((m.name.clone(), d.provider.clone(), d.model.clone()))
+                        .or_insert_with(|| as_model.clone());
+                }
                 let (Some(price), Some(kind)) = (&d.price, kinds.get(d.provider.as_str())) else {
                     continue;
                 };
@@ -159,6 +167,7 @@ impl Pricer {
         Self {
             corrected,
             deployments,
+            price_as,
             overrides: config.pricing.overrides.clone(),
             table: config.pricing.table.clone(),
             rates: config.pricing.rates.clone(),
@@ -171,22 +180,28 @@ impl Pricer {
         &self.rates
     }
 
-    /// The price of an event's deployment now, and the version to record: the corrected table's entry; else
+    /// The price of an event's deployment now, and the version to record (looked up by the deployment's
+    /// `price_as` model id when it has one): the corrected table's entry; else
     /// the configured deployment's price (same public model, provider and kind); else a `[[prices]]` row;
     /// else the shipped table.
     #[must_use]
     pub fn price(&self, event: &StoredEvent) -> Option<(&Price, &str)> {
-        let (kind, model) = (event.provider_kind.as_str(), event.upstream_model.as_str());
-        if let Some(t) = &self.corrected {
-            if let Some(p) = t.lookup(kind, model) {
-                return Some((p, &t.version));
-            }
-        }
         let key = (
             event.attribution.model.clone(),
             event.attribution.provider.clone(),
             event.upstream_model.clone(),
         );
+        // A deployment configured with `price_as` is looked up by that model id.
+        let model = self
+            .price_as
+            .get(&key)
+            .map_or(event.upstream_model.as_str(), String::as_str);
+        let kind = event.provider_kind.as_str();
+        if let Some(t) = &self.corrected {
+            if let Some(p) = t.lookup(kind, model) {
+                return Some((p, &t.version));
+            }
+        }
         if let Some((k, d)) = self.deployments.get(&key) {
             if k == kind {
                 return Some((&d.price, &d.version));

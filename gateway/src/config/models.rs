@@ -125,11 +125,20 @@ impl Validator<'_> {
         if raw.weight == Some(0) {
             self.issue(&format!("{path}.weight"), "must be at least 1");
         }
+        if raw.price.is_some() && raw.price_as.is_some() {
+            self.issue(
+                &format!("{path}.price_as"),
+                "set either `price` or `price_as`, not both",
+            );
+        }
+        if raw.price_as.as_deref() == Some("") {
+            self.issue(&format!("{path}.price_as"), "must not be empty");
+        }
         let price = self.deployment_price(
             &format!("{path}.price"),
             raw.price.as_ref(),
             provider,
-            &raw.model,
+            raw.price_as.as_deref().unwrap_or(&raw.model),
             pricing,
         );
         if raw.price.is_some() && price.is_none() {
@@ -143,6 +152,7 @@ impl Validator<'_> {
             weight: raw.weight.unwrap_or(1).max(1),
             tags,
             price,
+            price_as: raw.price_as,
         })
     }
 }

@@ -245,6 +245,41 @@ deployments = [{{ provider = "local", model = "llama" }}]
     }
 
     #[test]
+    fn price_as_prices_a_deployment_name_by_a_model_id_and_excludes_an_own_price() {
+        let cfg = load_with(&format!(
+            r#"{PROVIDERS}
+[models.named]
+deployments = [{{ provider = "oa", model = "team-prod-4o", price_as = "gpt-4o-2024-11-20" }}]
+[models.bare]
+deployments = [{{ provider = "oa", model = "team-prod-4o" }}]
+"#
+        ))
+        .unwrap();
+        let price = |m: &str| {
+            cfg.models.iter().find(|x| x.name == m).unwrap().tiers[0][0]
+                .price
+                .clone()
+        };
+        let seed = tollgate_schemas::price::PriceTable::seed().unwrap();
+        let named = price("named").unwrap();
+        assert_eq!(Some(&named.price), seed.lookup("openai", "gpt-4o"));
+        assert_eq!(named.version, seed.version);
+        assert!(
+            price("bare").is_none(),
+            "a deployment name alone has no price"
+        );
+        let both = load_with(&format!(
+            r#"{PROVIDERS}
+[models.x]
+deployments = [{{ provider = "oa", model = "d", price_as = "gpt-4o", price = {{ input_per_mtok = "1", output_per_mtok = "1" }} }}]
+"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("price_as"), "{both}");
+    }
+
+    #[test]
     fn overrides_and_the_shipped_table_match_versions_of_a_model_never_other_models() {
         let cfg = load_with(&format!(
             r#"{PROVIDERS}

@@ -77,6 +77,9 @@ pub struct RawDeployment {
     pub weight: Option<u32>,
     pub tags: Option<BTreeMap<String, String>>,
     pub price: Option<RawPrice>,
+    /// Price this deployment as that model id of its provider kind (`[[prices]]` rows, then the shipped
+    /// table): for upstream names that are not model ids, such as Azure deployment names.
+    pub price_as: Option<String>,
 }
 
 /// Decimal strings, so no amount of money is ever a float.

@@ -21,6 +21,8 @@ deployments = [{ provider = "oa", model = "gpt-4o-mini", price = { input_per_mto
 deployments = [{ provider = "ds", model = "qwen-plus" }]
 [models.llama]
 deployments = [{ provider = "local", model = "llama" }]
+[models.named]
+deployments = [{ provider = "oa", model = "prod-deployment-7", price_as = "gpt-4o" }]
 "#;
 
 fn config() -> Config {
@@ -403,4 +405,34 @@ fn instants_are_rfc3339_or_epoch_milliseconds() {
     for bad in ["", "yesterday", "-5", "2026-13-01T00:00:00Z", "1.5"] {
         assert!(parse_instant(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn a_deployment_priced_as_another_model_id_is_repriced_by_that_id() {
+    let cfg = config();
+    let gpt4o = seed("openai", "gpt-4o");
+    // The gateway priced the deployment name as gpt-4o.
+    let named = cfg
+        .models
+        .iter()
+        .find(|m| m.name == "named")
+        .and_then(|m| m.tiers[0][0].price.clone())
+        .unwrap_or_else(|| panic!("named is priced"));
+    assert_eq!(named.price, gpt4o);
+    let e = event(
+        "named",
+        "oa",
+        "openai",
+        "prod-deployment-7",
+        usage(1_000, 100),
+        Some((&gpt4o, "old")),
+    );
+    // A corrected gpt-4o row reaches it although no row names the deployment.
+    let pricer = Pricer::new(&cfg, Some(one_row("openai", "gpt-4o", "USD", "1", "4")));
+    let c = rows(assess(&e, &[], &pricer, Run::now()).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(
+        c[0].delta_cost_nanos,
+        (1_000 * 1_000 + 100 * 4_000) - e.cost_nanos
+    );
+    assert_eq!(c[0].new_price_version, "fix-1");
 }
