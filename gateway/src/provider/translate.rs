@@ -168,6 +168,23 @@ pub fn tool_call(
     Ok((id.to_string(), name.to_string(), input))
 }
 
+/// The URL of an OpenAI `image_url` content part (`{"image_url": {"url": …}}`, or the bare string some clients
+/// send); `""` when it has none.
+#[must_use]
+pub fn image_url(part: &Value) -> &str {
+    part.get("image_url")
+        .and_then(|i| i.get("url").or(Some(i)))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The media type and base64 payload of a `data:<type>;base64,<data>` URL; `None` for any other URL.
+#[must_use]
+pub fn data_url(url: &str) -> Option<(&str, &str)> {
+    let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
+    Some((meta.strip_suffix(";base64")?, data))
+}
+
 /// The OpenAI `stop` field as a list of strings.
 #[must_use]
 pub fn stop_list(stop: Option<&Value>) -> Option<Value> {

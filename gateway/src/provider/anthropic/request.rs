@@ -232,11 +232,7 @@ fn user_blocks(content: Option<Value>) -> Vec<Value> {
         match part.get("type").and_then(Value::as_str) {
             Some("text") => out.extend(text_blocks(Some(Value::Array(vec![part])))),
             Some("image_url") => {
-                let url = part
-                    .get("image_url")
-                    .and_then(|i| i.get("url").or(Some(i)))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let url = crate::provider::translate::image_url(&part);
                 if let Some(block) = image_block(url) {
                     out.push(block);
                 }
@@ -251,9 +247,8 @@ fn user_blocks(content: Option<Value>) -> Vec<Value> {
 
 /// `data:image/png;base64,…` → a base64 source; an http(s) URL → a url source.
 fn image_block(url: &str) -> Option<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest.split_once(',')?;
-        let media_type = meta.strip_suffix(";base64")?;
+    if url.starts_with("data:") {
+        let (media_type, data) = crate::provider::translate::data_url(url)?;
         return Some(
             json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
         );

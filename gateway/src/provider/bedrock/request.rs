@@ -189,11 +189,7 @@ fn user_blocks(content: Option<Value>, i: usize) -> Result<Vec<Value>, GatewayEr
         match part.get("type").and_then(Value::as_str) {
             Some("text") => out.extend(text_blocks(Some(Value::Array(vec![part])))),
             Some("image_url") => {
-                let url = part
-                    .get("image_url")
-                    .and_then(|i| i.get("url").or(Some(i)))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let url = crate::provider::translate::image_url(&part);
                 out.push(image_block(url).ok_or_else(|| {
                     invalid(
                         format!("messages[{i}]: Bedrock takes images as base64 data URLs (data:image/png;base64,…) of png, jpeg, gif or webp"),
@@ -209,9 +205,7 @@ fn user_blocks(content: Option<Value>, i: usize) -> Result<Vec<Value>, GatewayEr
 
 /// `data:image/png;base64,…` → a Converse image block (the JSON wire carries the bytes as base64).
 fn image_block(url: &str) -> Option<Value> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
+    let (media_type, data) = crate::provider::translate::data_url(url)?;
     let format = match media_type.to_ascii_lowercase().as_str() {
         "image/png" => "png",
         "image/jpeg" | "image/jpg" => "jpeg",

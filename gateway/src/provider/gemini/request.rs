@@ -249,11 +249,7 @@ fn user_parts(content: Option<Value>) -> Vec<Value> {
         match part.get("type").and_then(Value::as_str) {
             Some("text") => out.extend(text_parts(Some(Value::Array(vec![part])))),
             Some("image_url") => {
-                let url = part
-                    .get("image_url")
-                    .and_then(|i| i.get("url").or(Some(i)))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let url = crate::provider::translate::image_url(&part);
                 if let Some(p) = media_part(url) {
                     out.push(p);
                 }
@@ -266,9 +262,8 @@ fn user_parts(content: Option<Value>) -> Vec<Value> {
 
 /// `data:image/png;base64,…` → `inlineData`; an http(s) or `gs://` URL → `fileData` (type from its extension).
 fn media_part(url: &str) -> Option<Value> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest.split_once(',')?;
-        let mime = meta.strip_suffix(";base64")?;
+    if url.starts_with("data:") {
+        let (mime, data) = crate::provider::translate::data_url(url)?;
         return Some(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("gs://")) {
