@@ -110,24 +110,19 @@ async fn create_key_inner(
         }
     }
     let (key, hash) = fresh_key(state);
-    state
-        .control
-        .commit(
-            ControlChange::KeyIssued {
-                key_id: req.key_id.clone(),
-                tenant: req.tenant.clone(),
-                team: team.clone(),
-                sha256: hash.to_hex(),
-                models: models.clone(),
-                require_tags: req.require_tags.unwrap_or_default(),
-                limits,
-            },
-            &state.keys,
-            &state.budgets,
-            &state.limits,
-            RecoveredSpend::new(),
-        )
-        .await?;
+    commit(
+        state,
+        ControlChange::KeyIssued {
+            key_id: req.key_id.clone(),
+            tenant: req.tenant.clone(),
+            team: team.clone(),
+            sha256: hash.to_hex(),
+            models: models.clone(),
+            require_tags: req.require_tags.unwrap_or_default(),
+            limits,
+        },
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(
@@ -165,6 +160,29 @@ pub async fn rotate_key(
     respond(rotate_inner(&state, &headers, &key_id).await)
 }
 
+/// Appends `change` to the control log; returns once this replica applied it.
+async fn commit(state: &AppState, change: ControlChange) -> Result<(), GatewayError> {
+    commit_with(state, change, RecoveredSpend::new()).await
+}
+
+/// [`commit`], with the spend already recorded for a budget being set.
+async fn commit_with(
+    state: &AppState,
+    change: ControlChange,
+    recovered: RecoveredSpend,
+) -> Result<(), GatewayError> {
+    state
+        .control
+        .commit(
+            change,
+            &state.keys,
+            &state.budgets,
+            &state.limits,
+            recovered,
+        )
+        .await
+}
+
 /// The issued key `key_id` (404 when there is none; 409 for a config key).
 fn issued_key(state: &AppState, key_id: &str) -> Result<crate::auth::KeyInfo, GatewayError> {
     if state.keys.is_configured(key_id) {
@@ -196,24 +214,19 @@ async fn rotate_inner(
         crate::config::AllowedModels::All => vec!["*".to_string()],
         crate::config::AllowedModels::Only(set) => set.iter().cloned().collect(),
     };
-    state
-        .control
-        .commit(
-            ControlChange::KeyIssued {
-                key_id: key_id.to_string(),
-                tenant: info.tenant.clone(),
-                team: info.team.clone(),
-                sha256: hash.to_hex(),
-                models,
-                require_tags: state.keys.own_tags_of(key_id).unwrap_or_default(),
-                limits: state.keys.limits_of(key_id).unwrap_or_default(),
-            },
-            &state.keys,
-            &state.budgets,
-            &state.limits,
-            RecoveredSpend::new(),
-        )
-        .await?;
+    commit(
+        state,
+        ControlChange::KeyIssued {
+            key_id: key_id.to_string(),
+            tenant: info.tenant.clone(),
+            team: info.team.clone(),
+            sha256: hash.to_hex(),
+            models,
+            require_tags: state.keys.own_tags_of(key_id).unwrap_or_default(),
+            limits: state.keys.limits_of(key_id).unwrap_or_default(),
+        },
+    )
+    .await?;
     Ok(axum::Json(json!({"key_id": key_id, "key": key})).into_response())
 }
 
@@ -232,20 +245,15 @@ async fn revoke_inner(
 ) -> Result<Response, GatewayError> {
     state.admin.check(headers)?;
     let info = issued_key(state, key_id)?;
-    state
-        .control
-        .commit(
-            ControlChange::KeyRevoked {
-                key_id: key_id.to_string(),
-                tenant: Some(info.tenant.clone()),
-                team: Some(info.team.clone()),
-            },
-            &state.keys,
-            &state.budgets,
-            &state.limits,
-            RecoveredSpend::new(),
-        )
-        .await?;
+    commit(
+        state,
+        ControlChange::KeyRevoked {
+            key_id: key_id.to_string(),
+            tenant: Some(info.tenant.clone()),
+            team: Some(info.team.clone()),
+        },
+    )
+    .await?;
     Ok(axum::Json(json!({"key_id": key_id, "revoked": true})).into_response())
 }
 
@@ -316,24 +324,20 @@ async fn put_budget_inner(
         alert_at: alert_at.clone(),
     };
     let recovered = recover_one(state, spec.clone()).await?;
-    state
-        .control
-        .commit(
-            ControlChange::BudgetSet {
-                budget_id: budget_id.to_string(),
-                subject: req.subject.clone(),
-                period: period.as_str().into(),
-                limit_nanos: limit,
-                currency: currency.clone(),
-                hard,
-                alert_at: alert_at.clone(),
-            },
-            &state.keys,
-            &state.budgets,
-            &state.limits,
-            recovered,
-        )
-        .await?;
+    commit_with(
+        state,
+        ControlChange::BudgetSet {
+            budget_id: budget_id.to_string(),
+            subject: req.subject.clone(),
+            period: period.as_str().into(),
+            limit_nanos: limit,
+            currency: currency.clone(),
+            hard,
+            alert_at: alert_at.clone(),
+        },
+        recovered,
+    )
+    .await?;
     Ok(axum::Json(budget_json(state, &spec, "admin")).into_response())
 }
 
@@ -418,18 +422,13 @@ async fn delete_budget_inner(
             "no budget named {budget_id:?}"
         )));
     }
-    state
-        .control
-        .commit(
-            ControlChange::BudgetDeleted {
-                budget_id: budget_id.to_string(),
-            },
-            &state.keys,
-            &state.budgets,
-            &state.limits,
-            RecoveredSpend::new(),
-        )
-        .await?;
+    commit(
+        state,
+        ControlChange::BudgetDeleted {
+            budget_id: budget_id.to_string(),
+        },
+    )
+    .await?;
     Ok(axum::Json(json!({"budget_id": budget_id, "deleted": true})).into_response())
 }
 
