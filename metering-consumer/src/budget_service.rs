@@ -15,7 +15,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tollgate_schemas::control::{ControlChange, ControlEvent};
@@ -126,31 +126,6 @@ fn candidate(
     Ok(consumer)
 }
 
-fn tail(brokers: &str, topic: &str, from_start: bool) -> Result<StreamConsumer, MeteringError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("tollgate-budget-owner-{}", Uuid::now_v7()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "20")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(
-        topic,
-        0,
-        if from_start {
-            Offset::Beginning
-        } else {
-            Offset::End
-        },
-    )?;
-    consumer.assign(&tpl)?;
-    Ok(consumer)
-}
-
 /// The spend recorded in ClickHouse for one scope's window: its raw usage rows plus every re-pricing
 /// correction of those rows (`cost_corrections`, joined by `event_id`), so budgets count the same spend as
 /// the reports and dashboards. `inserted_before_ms` limits the raw rows to those stored before a moment (the
@@ -249,7 +224,11 @@ pub async fn run(
     ) {
         tracing::warn!(error = %e, "could not create the lease topics; waiting for them");
     }
-    let control = tail(&settings.brokers, &settings.control_topic, true)?;
+    let control = crate::control_projection::replay(
+        &settings.brokers,
+        &settings.control_topic,
+        "tollgate-budget-owner-control",
+    )?;
     let standing = Standing::default();
     let requests = candidate(&settings, standing.clone(), metrics)?;
     let decisions: FutureProducer = ClientConfig::new()

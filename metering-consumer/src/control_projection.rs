@@ -16,6 +16,32 @@ use tollgate_schemas::control::ControlEvent;
 use crate::error::MeteringError;
 use crate::keys::KeyProjection;
 
+/// A consumer of the control topic's single partition from its first record, in a fresh, never-committed
+/// group named after `group_prefix` (each start replays the whole log). The budget owner reads it too.
+///
+/// # Errors
+/// When the consumer cannot be created or assigned.
+pub fn replay(
+    brokers: &str,
+    topic: &str,
+    group_prefix: &str,
+) -> Result<StreamConsumer, MeteringError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("{group_prefix}-{}", uuid::Uuid::now_v7()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "20")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
 /// Replays and tails `topic` until `stop`.
 ///
 /// # Errors
@@ -26,18 +52,7 @@ pub async fn run(
     client: clickhouse::Client,
     stop: CancellationToken,
 ) -> Result<(), MeteringError> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("tollgate-metering-control-{}", uuid::Uuid::now_v7()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
+    let consumer = replay(brokers, topic, "tollgate-metering-control")?;
     let mut keys = KeyProjection::default();
     loop {
         let message = tokio::select! {
